@@ -1,0 +1,28 @@
+"""Shared fixtures: the host ComfyUI in-process and as a real headless server."""
+
+from __future__ import annotations
+
+import pytest
+from comfy_harness import InProcessHost, ServerProcess, comfy_root
+
+
+@pytest.fixture(scope="session")
+def comfy_path():
+    root = comfy_root()
+    if not (root / "main.py").is_file():
+        pytest.fail(f"no ComfyUI at {root}: run `make setup` (or set COMFYUI_PATH to a ComfyUI folder)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def comfy_host(comfy_path, tmp_path_factory) -> InProcessHost:
+    """ComfyUI imported into the test process with laser-story and the testing pack loaded."""
+    return InProcessHost(comfy_path, tmp_path_factory.mktemp("comfy-inproc"))
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_path, tmp_path_factory):
+    """A headless ComfyUI server on a free 127.0.0.1 port; stopped at the end of the session."""
+    server = ServerProcess(comfy_path, tmp_path_factory.mktemp("comfy-server"))
+    yield server
+    server.stop()

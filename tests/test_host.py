@@ -1,0 +1,42 @@
+"""The pack inside a real ComfyUI: registration, isolation of broken modules, a core graph end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.host
+
+
+def tiny_txt2img(save_prefix: str = "laser_story_test") -> dict:
+    return {
+        "1": {"class_type": "LaserStoryTestTinyRandomModel", "inputs": {"seed": 0}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red star"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+              "latent_image": ["4", 0], "seed": 1, "steps": 4, "cfg": 5.0, "sampler_name": "euler",
+              "scheduler": "normal", "denoise": 1.0}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": save_prefix}},
+    }
+
+
+def test_core_ksampler_graph_runs_in_process(comfy_host):
+    outputs = comfy_host.run(tiny_txt2img())
+    images = outputs["7"]["images"]
+    assert len(images) == 1 and images[0]["filename"].endswith(".png")
+
+
+def test_pack_registers_prefixed_nodes_without_failures(comfy_host):
+    pack = comfy_host.pack_module
+    assert pack.FAILED_NODE_MODULES == {}
+    assert pack.NODE_CLASS_MAPPINGS, "the pack registered no nodes"
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert node_id.startswith("LaserStory")
+        assert cls.CATEGORY.startswith("laser-story/")
+        assert node_id in comfy_host.nodes.NODE_CLASS_MAPPINGS
+
+
+def test_llm_model_folder_is_registered(comfy_host):
+    fp = comfy_host.folder_paths
+    assert any(p.endswith("models/LLM") for p in fp.get_folder_paths("LLM"))
