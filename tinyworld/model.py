@@ -101,7 +101,7 @@ def init_weights(module: torch.nn.Module, generator: torch.Generator) -> None:
         for name, param in module.named_parameters():
             if param.ndim >= 2:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-            elif name.endswith("weight") and "norm" in name.lower():
+            elif name.endswith("weight"):  # 1-D weights are norm scales (GroupNorm/LayerNorm)
                 param.fill_(1.0)
             else:
                 param.zero_()
@@ -144,8 +144,11 @@ def build_clip(spec: TinySpec, state_dict: dict[str, torch.Tensor] | None = None
 def build_vae(spec: TinySpec, state_dict: dict[str, torch.Tensor] | None = None, seed: int = 2):
     """ComfyUI's AutoencoderKL VAE (downscale 8, 4 latent channels); random weights when no state dict."""
     import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    vae = comfy.sd.VAE(sd=state_dict or {}, config=spec.vae_config())
     if state_dict is None:
-        init_weights(vae.first_stage_model, torch.Generator().manual_seed(seed))
-    return vae
+        # Initialised up front so ComfyUI loads a complete state dict (an empty one logs every key as missing).
+        fresh = AutoencoderKL(**spec.vae_config()["params"])
+        init_weights(fresh, torch.Generator().manual_seed(seed))
+        state_dict = fresh.state_dict()
+    return comfy.sd.VAE(sd=state_dict, config=spec.vae_config())
