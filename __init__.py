@@ -29,9 +29,10 @@ def _check_host() -> None:
     import comfy.patcher_extension
 
     if not hasattr(comfy.patcher_extension.WrappersMP, "OUTER_SAMPLE"):
+        version = ".".join(map(str, MIN_COMFYUI))
         raise RuntimeError(
-            "laser-story needs ComfyUI %s or newer (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE is missing); "
-            "update ComfyUI." % ".".join(map(str, MIN_COMFYUI))
+            f"laser-story needs ComfyUI {version} or newer (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE is missing); "
+            "update ComfyUI."
         )
 
 

@@ -52,7 +52,7 @@ def make_base_directory(base: Path, host_root: Path) -> Path:
     return base
 
 
-class ExecutionFailed(RuntimeError):
+class GraphExecutionError(RuntimeError):
     """A graph that failed validation or execution; ``details`` holds ComfyUI's own error record."""
 
     def __init__(self, message: str, details: Any):
@@ -91,13 +91,13 @@ class InProcessHost:
         args.base_directory = str(self.base)
         args.disable_api_nodes = True
         import folder_paths
-        import utils.extra_config  # noqa: F401  (before `nodes`: nodes.py puts comfy/ first on sys.path)
-
         import server
+        import utils.extra_config  # noqa: F401  (before `nodes`: nodes.py puts comfy/ first on sys.path)
 
         self.server = _StubServer()
         server.PromptServer.instance = self.server
         import execution
+
         import nodes
 
         self.folder_paths = folder_paths
@@ -119,14 +119,14 @@ class InProcessHost:
         """Validate and execute an API-format graph; returns the UI outputs per node id."""
         ok, error, outputs, node_errors = self.validate(prompt)
         if not ok:
-            raise ExecutionFailed(f"validation failed: {error.get('message')}: {json.dumps(node_errors)}", node_errors or error)
+            raise GraphExecutionError(f"validation failed: {error.get('message')}: {json.dumps(node_errors)}", node_errors or error)
         self.captured.clear()
         self.server.messages.clear()
         prompt_id = str(uuid.uuid4())
         self.executor.execute(prompt, prompt_id, extra_data or {}, outputs)
         if not self.executor.success:
             failure = next((d for e, d in self.executor.status_messages if e in ("execution_error", "execution_interrupted")), {})
-            raise ExecutionFailed(failure.get("exception_message", "execution interrupted"), failure)
+            raise GraphExecutionError(failure.get("exception_message", "execution interrupted"), failure)
         return self.executor.history_result["outputs"]
 
 
@@ -197,7 +197,7 @@ class ServerProcess:
         try:
             status, body = self.post_json("/prompt", {"prompt": prompt, "client_id": client_id, "extra_data": extra_data or {}})
             if status != 200:
-                raise ExecutionFailed(f"/prompt refused the graph ({status})", body)
+                raise GraphExecutionError(f"/prompt refused the graph ({status})", body)
             prompt_id = body["prompt_id"]
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -211,7 +211,7 @@ class ServerProcess:
                 if data.get("prompt_id") != prompt_id:
                     continue
                 if msg["type"] in ("execution_error", "execution_interrupted"):
-                    raise ExecutionFailed(data.get("exception_message", msg["type"]), data)
+                    raise GraphExecutionError(data.get("exception_message", msg["type"]), data)
                 if msg["type"] == "executing" and data.get("node") is None:
                     return self.get_json(f"/history/{prompt_id}")[prompt_id], messages
             raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from attention.control import ControlSettings, SegmentControl
 from attention.injection import FeatureBank, LaserState, laser_attn1_patch
 

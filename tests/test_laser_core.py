@@ -6,8 +6,9 @@ import collections
 
 import pytest
 import torch
+
 from attention.control import ControlSettings, SegmentControl
-from attention.injection import FeatureBank, LaserState, apply_injector, laser_attn1_patch
+from attention.injection import FeatureBank, LaserState, apply_injector
 from attention.morph import Embedding, interpolate, invert, run_morph, run_segment, sample_frames, schedule
 
 pytestmark = pytest.mark.host
@@ -178,6 +179,7 @@ def test_non_sd_unet_model_is_refused_with_the_supported_families(comfy_host, ti
     import comfy.latent_formats
     import comfy.model_patcher
     import comfy.supported_models
+
     from tinyworld.model import TinySpec
 
     config = comfy.supported_models.SD15(TinySpec().unet_config())

@@ -107,14 +107,15 @@ def init_weights(module: torch.nn.Module, generator: torch.Generator) -> None:
                 param.zero_()
 
 
-def build_model(spec: TinySpec, state_dict: dict[str, torch.Tensor] | None = None, seed: int = 0):
+def build_model(spec: TinySpec, state_dict: dict[str, torch.Tensor] | None = None, seed: int = 0,
+                dtype: torch.dtype = torch.float32):
     """A ModelPatcher around an SD15-config BaseModel; random weights (seeded) when no state dict."""
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
 
     config = comfy.supported_models.SD15(spec.unet_config())
-    config.set_inference_dtype(torch.float32, None)
+    config.set_inference_dtype(dtype, None)
     base = config.get_model({}, "")
     if state_dict is None:
         init_weights(base.diffusion_model, torch.Generator().manual_seed(seed))
