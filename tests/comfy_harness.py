@@ -7,6 +7,7 @@ relative imports) next to the test-only pack in ``tests/testing_nodes``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import socket
@@ -90,16 +91,13 @@ class InProcessHost:
         args.cpu = True
         args.base_directory = str(self.base)
         args.disable_api_nodes = True
-        import folder_paths
-        import server
-        import utils.extra_config  # noqa: F401  (before `nodes`: nodes.py puts comfy/ first on sys.path)
-
+        # This order matters: importing `nodes` puts comfy/ first on sys.path, after which `utils` would
+        # resolve to comfy/utils.py and `server` (through app.frontend_management) could no longer import.
+        for name in ("folder_paths", "utils.extra_config", "server", "execution", "nodes"):
+            importlib.import_module(name)
+        folder_paths, server, execution, nodes = (sys.modules[n] for n in ("folder_paths", "server", "execution", "nodes"))
         self.server = _StubServer()
         server.PromptServer.instance = self.server
-        import execution
-
-        import nodes
-
         self.folder_paths = folder_paths
         self.nodes = nodes
         self.execution = execution
