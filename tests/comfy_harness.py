@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,11 @@ def comfy_root() -> Path:
     return REPO_ROOT / ".host" / "ComfyUI"
 
 
-def make_base_directory(base: Path, host_root: Path) -> Path:
-    """A ``--base-directory`` with this pack and the testing pack in custom_nodes and the host's LLM models."""
+def make_base_directory(base: Path, host_root: Path, with_testing_pack: bool = True) -> Path:
+    """A ``--base-directory`` with this pack (and the testing pack) in custom_nodes and the host's LLM models."""
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
-    for name, target in ((PACK_DIR_NAME, REPO_ROOT), (TESTING_PACK.name, TESTING_PACK)):
+    packs = [(PACK_DIR_NAME, REPO_ROOT)] + ([(TESTING_PACK.name, TESTING_PACK)] if with_testing_pack else [])
+    for name, target in packs:
         link = base / "custom_nodes" / name
         if not link.exists():
             link.symlink_to(target, target_is_directory=True)
@@ -137,9 +139,10 @@ def free_port() -> int:
 class ServerProcess:
     """``python main.py --cpu`` on 127.0.0.1 with the pack in custom_nodes, driven over HTTP and /ws."""
 
-    def __init__(self, root: Path, base: Path, python: str = sys.executable):
+    def __init__(self, root: Path, base: Path, python: str = sys.executable, extra_args: tuple[str, ...] = (),
+                 with_testing_pack: bool = True):
         self.root = root
-        self.base = make_base_directory(base, root)
+        self.base = make_base_directory(base, root, with_testing_pack)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.base / "server.log"
@@ -147,7 +150,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
              "--disable-api-nodes", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
-             "--preview-method", "latent2rgb"],
+             "--preview-method", "latent2rgb", *extra_args],
             cwd=root, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self._wait_ready(timeout=180)
@@ -185,7 +188,8 @@ class ServerProcess:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")
 
-    def run(self, prompt: dict, extra_data: dict | None = None, timeout: float = 600) -> tuple[dict, list]:
+    def run(self, prompt: dict, extra_data: dict | None = None, timeout: float = 600,
+            on_message: Callable[[str, dict], None] | None = None) -> tuple[dict, list]:
         """Queue a graph, follow /ws until it finishes; returns (history entry, websocket messages)."""
         import websocket
 
@@ -208,6 +212,8 @@ class ServerProcess:
                 data = msg.get("data") or {}
                 if data.get("prompt_id") != prompt_id:
                     continue
+                if on_message is not None:
+                    on_message(msg["type"], data)
                 if msg["type"] in ("execution_error", "execution_interrupted"):
                     raise GraphExecutionError(data.get("exception_message", msg["type"]), data)
                 if msg["type"] == "executing" and data.get("node") is None:
