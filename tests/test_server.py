@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from test_host import tiny_txt2img
+
+from scripts.workflow_formats import api_from_ui
 
 pytestmark = pytest.mark.server
 
@@ -34,3 +38,33 @@ def test_core_ksampler_graph_over_http_returns_an_image(comfy_server):
         assert png.size == (64, 64)
         assert "prompt" in png.info, "SaveImage embeds the API graph"
     assert any(kind == "execution_success" for kind, _ in messages)
+
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+
+
+def test_laser_morph_workflow_runs_headless_and_writes_the_animation(comfy_server):
+    api = json.loads((WORKFLOWS / "api" / "laser_morph.json").read_text())
+    history, messages = comfy_server.run(api)
+    assert history["status"]["status_str"] == "success"
+    frames = None
+    for node_id, suffix in (("4", ".webp"), ("5", ".gif")):
+        saved = history["outputs"][node_id]["images"][0]
+        assert saved["filename"].endswith(suffix)
+        data = comfy_server.get("/view", filename=saved["filename"], subfolder=saved["subfolder"], type="output")
+        with Image.open(io.BytesIO(data)) as animation:
+            assert animation.size == (64, 64)
+            frames = frames or animation.n_frames
+            assert animation.n_frames == frames > 2
+    progress = [data for kind, data in messages if kind == "progress" and data["node"] == "3"]
+    assert progress and progress[-1]["value"] == progress[-1]["max"], "the morph reports progress over the whole job"
+    assert any(kind == "binary" for kind, _ in messages), "latent previews are sent while the morph runs"
+
+
+def test_ui_workflows_match_their_api_twins_and_are_listed_as_templates(comfy_server):
+    object_info = comfy_server.get_json("/object_info")
+    for ui_path in WORKFLOWS.glob("*.json"):
+        api = json.loads((WORKFLOWS / "api" / ui_path.name).read_text())
+        assert api_from_ui(json.loads(ui_path.read_text()), object_info) == api, ui_path.name
+    templates = comfy_server.get_json("/workflow_templates")
+    assert sorted(templates["laser-story"]) == sorted(p.stem for p in WORKFLOWS.glob("*.json"))
