@@ -139,7 +139,7 @@ class MorphInterpolator:
                 "image": ("IMAGE", {"tooltip": "The keyframe P0 describes; its first image is used. Without it P0 is generated."}),
                 "prompts": ("STRING", {"multiline": True, "default": "",
                                        "tooltip": "Without a plan: keyframe prompts P0..Pn, one per line."}),
-                "controls": ("STRING", {"default": "", "tooltip": "Without a plan: one code per segment, comma separated. "
+                "controls": ("STRING", {"default": "", "tooltip": "Without a plan: one code per segment, comma separated (empty = 1 for every segment). "
                                         + "; ".join(f"{k} = {v}" for k, v in CONTROL_MEANINGS.items())}),
                 "negative": ("STRING", {"default": "", "tooltip": "Without a plan: negative prompt used when generating P0."}),
             },

@@ -23,7 +23,13 @@ def comfy_host(comfy_path, tmp_path_factory) -> InProcessHost:
 @pytest.fixture(scope="session")
 def comfy_server(comfy_path, tmp_path_factory):
     """A headless ComfyUI server on a free 127.0.0.1 port; stopped at the end of the session."""
-    server = ServerProcess(comfy_path, tmp_path_factory.mktemp("comfy-server"))
+    extra = tmp_path_factory.mktemp("extra-model-paths")
+    (extra / "LLM").mkdir()
+    (extra / "LLM" / "from-extra-model-paths.gguf").write_bytes(b"")
+    config = extra / "extra_model_paths.yaml"
+    config.write_text(f"testing:\n    base_path: {extra}\n    LLM: LLM\n")
+    server = ServerProcess(comfy_path, tmp_path_factory.mktemp("comfy-server"),
+                           extra_args=("--extra-model-paths-config", str(config)))
     yield server
     server.stop()
 

@@ -39,7 +39,7 @@ def test_pack_registers_prefixed_nodes_without_failures(comfy_host):
 
 def test_llm_model_folder_is_registered(comfy_host):
     fp = comfy_host.folder_paths
-    assert any(p.endswith("models/LLM") for p in fp.get_folder_paths("LLM"))
+    assert str(comfy_host.base / "models" / "LLM") in fp.get_folder_paths("LLM"), "derived from --base-directory"
 
 
 def test_a_broken_node_module_disables_only_itself(comfy_host, tmp_path, caplog):

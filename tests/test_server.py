@@ -26,7 +26,12 @@ def test_server_lists_the_pack_nodes_without_import_failures(comfy_server):
     log = comfy_server.log()
     assert "IMPORT FAILED" not in "\n".join(line for line in log.splitlines() if "laser-story" in line)
     assert "laser-story: nodes/" not in log, "a node module of the pack was disabled"
+
+
+
+def test_llm_model_folder_honours_base_directory_and_extra_model_paths(comfy_server):
     assert "LLM" in comfy_server.get_json("/models")
+    assert "from-extra-model-paths.gguf" in comfy_server.get_json("/models/LLM")
 
 
 def test_core_ksampler_graph_over_http_returns_an_image(comfy_server):
