@@ -1,0 +1,129 @@
+"""Word lists for the rule-based planner: who can be a character, their gender, where a scene takes place.
+
+Small on purpose: they cover the words stories for picture generation use most, and a missing word only
+makes the planner fall back to "unknown gender" or "no setting", never fail.
+"""
+
+from __future__ import annotations
+
+MALE_NAMES = frozenset(
+    """adam alex alan albert ali amir andrew arthur ben benjamin bob carlos charlie chris daniel david diego
+    eddie edward eli elias ethan felix finn frank fred george greg hans harry henry hugo ian isaac jack jacob
+    jake james jamal jim jimmy joe john jonas jose josh juan kai ken kenji leo liam louis luca lucas marco mark
+    martin matt max michael mike milo nathan nick noah oliver omar oscar owen paul pedro pete peter rafael raj
+    ravi rob robert ryan sam samuel sebastian simon stefan steve theo thomas tim timmy tom tommy victor walter
+    will william yusuf zack""".split()
+)
+FEMALE_NAMES = frozenset(
+    """abby ada alice amelia amy ana anna aria ava bella beth chloe clara daisy ella ellie elena emily
+    emma eva fatima freya grace hana hannah ivy jane jenny jess julia kate katie laura layla leah lena lily
+    lisa lucy luna maria maya meg mia mila molly nadia nina nora olivia paula priya rosa rose ruby sara sarah
+    sofia sophie stella sue susan tara tina yuki zara zoe""".split()
+)
+TITLES = {
+    "mr": "m", "mister": "m", "sir": "m", "king": "m", "prince": "m", "uncle": "m", "grandpa": "m", "lord": "m",
+    "mrs": "f", "ms": "f", "miss": "f", "madam": "f", "lady": "f", "queen": "f", "princess": "f", "aunt": "f",
+    "grandma": "f", "dr": "u", "doctor": "u", "professor": "u", "captain": "u", "officer": "u", "chef": "u",
+    "detective": "u", "granny": "f",
+}  # fmt: skip
+# What a title says about its bearer: "Sir Alan" is "the knight", "Princess Ella" is "the princess".
+TITLE_NOUNS = {
+    "sir": "knight", "king": "king", "queen": "queen", "prince": "prince", "princess": "princess",
+    "captain": "captain", "dr": "doctor", "doctor": "doctor", "professor": "professor", "detective": "detective",
+    "grandma": "grandmother", "granny": "grandmother", "grandpa": "grandfather", "uncle": "uncle", "aunt": "aunt",
+    "officer": "officer", "chef": "chef", "lady": "lady", "lord": "lord",
+}  # fmt: skip
+
+# head noun -> gender: m, f, u (a person of unknown gender) or n (an animal or thing, "it")
+CHARACTER_NOUNS = {
+    **dict.fromkeys(
+        "boy man king prince father dad grandfather grandpa brother son uncle husband gentleman lord monk "
+        "fisherman policeman fireman wizard knight butler waiter hero".split(),
+        "m",
+    ),
+    **dict.fromkeys(
+        "girl woman queen princess mother mom mum grandmother grandma sister daughter aunt wife lady nun witch "
+        "fisherwoman actress waitress mermaid maid heroine".split(),
+        "f",
+    ),
+    **dict.fromkeys(
+        "child kid baby teacher doctor farmer pilot sailor soldier baker student chef painter musician scientist "
+        "detective stranger traveler traveller hunter merchant guard explorer astronaut pirate captain friend "
+        "neighbor neighbour shopkeeper driver nurse artist dancer singer clown giant elf dwarf troll fairy ghost "
+        "villager gardener librarian inventor climber runner swimmer skater archer ranger healer servant worker "
+        "cook mayor priest thief monster alien officer professor".split(),
+        "u",
+    ),
+    **dict.fromkeys(
+        "dog puppy cat kitten bird owl fox rabbit bunny bear wolf horse pony mouse dragon robot frog turtle lion "
+        "tiger elephant monkey squirrel duck cow pig sheep goat fish whale dolphin parrot crow snake deer unicorn "
+        "hedgehog penguin butterfly bee spider dinosaur chicken hen rooster goose cub kite balloon boat car "
+        "ball snowman scarecrow doll puppet teddy toy".split(),
+        "n",
+    ),
+}
+PLURAL_NOUNS = {
+    "boys": "m", "men": "m", "brothers": "m", "kings": "m", "princes": "m",
+    "girls": "f", "women": "f", "sisters": "f", "queens": "f", "princesses": "f",
+    "children": "u", "kids": "u", "friends": "u", "twins": "u", "siblings": "u", "family": "u", "pair": "u",
+    "couple": "u", "people": "u", "villagers": "u", "soldiers": "u", "pirates": "u", "students": "u",
+    "knights": "u", "parents": "u", "travelers": "u", "travellers": "u", "explorers": "u", "astronauts": "u",
+    "dogs": "n", "cats": "n", "puppies": "n", "kittens": "n", "birds": "n", "wolves": "n", "animals": "n",
+    "horses": "n", "rabbits": "n", "ducks": "n", "foxes": "n", "bears": "n", "mice": "n", "robots": "n",
+    "dragons": "n", "cubs": "n", "sheep": "n", "servants": "u", "workers": "u", "thieves": "u", "monsters": "n",
+    "aliens": "u",
+}  # fmt: skip
+# Plural nouns that stand for "the people just mentioned" rather than introducing a new group.
+COLLECTIVE = {"friends", "pair", "couple", "twins", "siblings", "children", "kids", "family"}
+NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "several": 3, "some": 3, "many": 5}
+
+LOCATIONS = frozenset(
+    """forest woods beach park kitchen castle school river village city town street garden house home room
+    bedroom cave mountain mountains lake sea ocean ship boat market library field fields desert meadow station
+    train shop store bakery classroom playground attic barn farm hill bridge island harbor harbour tower palace
+    jungle space moon planet cafe restaurant office hospital museum zoo circus stage church temple road path
+    valley shore pond swamp camp tent attic cellar basement yard backyard porch rooftop roof lighthouse
+    spaceship station clearing glade sky clouds snow square fair festival pier dock hallway corridor""".split()
+)
+TIMES = (
+    "at night", "at dawn", "at dusk", "at sunset", "at sunrise", "at noon", "at midnight", "in the morning",
+    "in the evening", "in the afternoon", "in winter", "in summer", "in autumn", "in spring", "in the rain",
+    "in the snow",
+)  # fmt: skip
+SETTING_PREPOSITIONS = frozenset(
+    "in at on inside into near by under across through to onto toward towards around behind outside within "
+    "along beside over from".split()
+)
+
+AGE_TRAITS = frozenset({"old", "young", "little", "small", "tiny", "elderly", "baby"})
+
+# Words that may start a sentence capitalised without being a name.
+COMMON_CAPITALISED = frozenset(
+    """the a an he she it they we i you his her its their our my your this that these those then when while
+    after before suddenly later soon finally one once there here at in on by with without from to into but and
+    or so because as if meanwhile next together everyone nobody someone everybody nothing all both each
+    every some many few no yes oh hello goodbye today tomorrow yesterday now far near outside inside again
+    still even just only also maybe perhaps what why how where who which whose late early at last first
+    second third monday tuesday wednesday thursday friday saturday sunday
+    january february march april may june july august september october november december""".split()
+)
+STOP_AFTER_NOUN = frozenset(
+    """is was were are be been who that which and but or then when while as because so to walked ran went
+    sat stood came looked saw found said lived had has have did does could would will can should might
+    must""".split()
+)
+
+# Morph planning
+BECOME_VERBS = frozenset("becomes became becoming morphs morphed morphing transforms transformed transforming".split())
+TRANSFORM_VERBS = frozenset(
+    """turns turned turning changes changed changing ages aged ageing aging grows grew growing melts melted
+    melting fades faded fading shifts shifted shifting evolves evolved evolving dissolves dissolved""".split()
+)
+ACTION_VERBS = frozenset(
+    """jump run sit stand walk dance smile laugh wave raise lower turn open close spread fly swim kneel crouch
+    look nod wink cry sleep wake stretch climb fall roll spin lift point reach bow drive ride leap hop crawl
+    kick throw catch eat drink sing play read write tilt bend lean lie rise yawn blink frown shout hug clap
+    fold cross grab hold wag bark roar bloom wilt sway shake flap dive float bounce glide charge pounce rear
+    gallop trot march salute squat step skip twirl shrug grin pout gaze stare swing paddle row sail stride
+    leave enter move""".split()
+)

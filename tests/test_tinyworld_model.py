@@ -1,0 +1,183 @@
+"""The built-in tiny model inside ComfyUI: weights file, loader node, training plumbing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def shipped(comfy_host):
+    from tinyworld import weights
+
+    if weights.check() is not None:
+        pytest.fail(weights.check())
+    return weights.load()
+
+
+def test_shipped_weights_are_small_and_carry_their_spec_and_command(comfy_host):
+    from tinyworld import weights
+
+    size = os.path.getsize(weights.DEFAULT_WEIGHTS)
+    total = sum(os.path.getsize(os.path.join(weights.WEIGHTS_DIR, f)) for f in os.listdir(weights.WEIGHTS_DIR))
+    print(f"\n{weights.DEFAULT_WEIGHTS}: {size / 1e6:.2f} MB (weights folder {total / 1e6:.2f} MB)")
+    assert total <= 20 * 1024 * 1024
+    spec, parts, meta = weights.read()
+    assert meta["command"].startswith("python -m tinyworld.train")
+    assert meta["seed"].isdigit()
+    assert set(parts) == {"unet", "clip", "vae"}
+
+
+def test_shipped_model_is_comfy_native_sd15_with_sd15_topology(shipped):
+    import comfy.latent_formats
+    import comfy.supported_models
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    model, clip, vae, _ = shipped
+    assert isinstance(model.model.diffusion_model, UNetModel)
+    assert isinstance(model.model.model_config, comfy.supported_models.SD15)
+    assert isinstance(model.model.latent_format, comfy.latent_formats.SD15)
+    unet = model.model.diffusion_model
+    assert len(unet.input_blocks) == 12 and len(unet.output_blocks) == 12
+    n_self_attn = sum(1 for name, _ in unet.named_modules() if name.endswith("attn1"))
+    assert n_self_attn == 16
+
+
+def test_shipped_model_generates_in_a_comfy_graph(comfy_host):
+    graph = {
+        "1": {"class_type": "LaserStoryTinyModel", "inputs": {"weights": "tinyworld.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a large red star in the center"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+              "latent_image": ["4", 0], "seed": 3, "steps": 20, "cfg": 5.0, "sampler_name": "euler",
+              "scheduler": "normal", "denoise": 1.0}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "tinyworld_test"}},
+    }
+    outputs = comfy_host.run(graph)
+    assert len(outputs["7"]["images"]) == 2
+
+
+def test_loader_node_reports_a_missing_file_with_the_rebuild_command(comfy_host):
+    from tinyworld import weights
+
+    node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
+    assert comfy_host.nodes.NODE_DISPLAY_NAME_MAPPINGS["LaserStoryTinyModel"] == "Built-in Tiny Model"
+    assert node.CATEGORY == "laser-story/loaders" and node.RETURN_TYPES == ("MODEL", "CLIP", "VAE")
+    for spec in node.INPUT_TYPES()["required"].values():
+        assert spec[1]["tooltip"]
+    msg = node.VALIDATE_INPUTS("no_such_file.safetensors")
+    assert isinstance(msg, str) and "no_such_file.safetensors" in msg and weights.REBUILD_COMMAND in msg
+    assert node.VALIDATE_INPUTS("tinyworld.safetensors") is True
+
+
+def test_missing_and_corrupt_weights_name_the_file_and_the_command(comfy_host, tmp_path):
+    from tinyworld import weights
+
+    missing = tmp_path / "gone.safetensors"
+    with pytest.raises(weights.TinyWeightsError) as e:
+        weights.load(str(missing))
+    assert str(missing) in str(e.value) and weights.REBUILD_COMMAND in str(e.value)
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
+    with pytest.raises(weights.TinyWeightsError) as e:
+        weights.load(str(corrupt))
+    assert str(corrupt) in str(e.value) and weights.REBUILD_COMMAND in str(e.value)
+    assert weights.check(str(corrupt)) is not None
+
+    truncated = tmp_path / "truncated.safetensors"
+    data = open(weights.DEFAULT_WEIGHTS, "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(weights.TinyWeightsError) as e:
+        weights.load(str(truncated))
+    assert str(truncated) in str(e.value)
+
+
+def test_weights_round_trip_keeps_every_tensor(comfy_host, tmp_path):
+    from tinyworld import train, weights
+    from tinyworld.model import TinySpec, build_clip, build_model, build_vae
+
+    spec = TinySpec()
+    mp, clip, vae = build_model(spec, seed=0), build_clip(spec, seed=1), build_vae(spec, seed=2)
+    tokens = train.CaptionTokens(clip.tokenizer)
+    keep = train.vocabulary_token_ids(tokens)
+    path = str(tmp_path / "w.safetensors")
+    weights.save(path, spec, mp.model.diffusion_model.state_dict(), clip.cond_stage_model.state_dict(),
+                 vae.first_stage_model.state_dict(), keep, keep[5], {"command": "python -m tinyworld.train --test", "seed": "0"})
+    spec2, parts, meta = weights.read(path)
+    assert spec2 == spec and meta["seed"] == "0"
+    ref = mp.model.diffusion_model.state_dict()
+    assert all(torch.allclose(parts["unet"][k], ref[k].half().float()) for k in ref)
+    emb = parts["clip"][weights.TOKEN_EMBEDDING_KEY]
+    full = clip.cond_stage_model.state_dict()[weights.TOKEN_EMBEDDING_KEY].float()
+    assert torch.allclose(emb[keep], full[keep].half().float())
+    assert torch.allclose(emb[12345], full[keep[5]].half().float())  # any other token -> the default row
+    m2, c2, v2, _ = weights.load(path)
+    assert isinstance(m2.model.diffusion_model, type(mp.model.diffusion_model))
+
+
+def test_training_text_forward_matches_comfy_clip(comfy_host):
+    from tinyworld import train, world
+    from tinyworld.model import build_clip
+
+    clip = build_clip(train.TRAINED_SPEC, seed=1)
+    te = clip.cond_stage_model.clip_l.transformer.float()
+    train.training_init(te)
+    tokens = train.CaptionTokens(clip.tokenizer)
+    caps = [world.caption(world.scene_from_seed(i), world.rng_for("tf", i)) for i in range(4)]
+    ids = torch.tensor([tokens.ids(c) for c in caps])
+    with torch.no_grad():
+        ours = train.text_forward(te, ids)
+        theirs = te(input_tokens=ids)[0]
+        cond = clip.encode_from_tokens(clip.tokenize(caps[0]))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(ours[0], cond[0].float(), atol=1e-2)  # ComfyUI's own CLIPTextEncode path
+
+
+def test_caption_token_alignment_matches_the_whole_caption_tokenisation(comfy_host):
+    from tinyworld import train, world
+    from tinyworld.model import build_clip
+
+    clip = build_clip(train.TRAINED_SPEC, seed=1)
+    tokens = train.CaptionTokens(clip.tokenizer)
+    for i in range(200):
+        segs, _ = world.caption_segments(world.scene_from_seed(i), world.rng_for("align", i))
+        ids, owner = tokens.encode(segs)
+        assert ids == tokens.ids(world.join_segments(segs)), world.join_segments(segs)
+        assert len(owner) == len(ids) == 77
+
+
+def test_out_of_vocabulary_caption_still_generates(shipped):
+    from tinyworld import evaluate, judge
+
+    model, clip, vae, _ = shipped
+    caps = ["a dragon flying over snowy mountains at sunset", "an astronaut riding a horse"]
+    images = evaluate.generate(model, clip, vae, caps, [0, 1], steps=8)
+    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+    for img, cap in zip(images, caps, strict=True):
+        assert judge.prompt_fidelity(img, cap).scorable is False
+
+
+@pytest.mark.slow
+def test_training_command_runs_end_to_end_and_resumes(comfy_host, tmp_path):
+    from tinyworld import train, weights
+
+    out = tmp_path / "smoke.safetensors"
+    work = tmp_path / "work"
+    argv = ["--preset", "smoke", "--work", str(work), "--out", str(out), "--threads", "1"]
+    assert train.main(argv + ["--stop-after", "vae"]) == 0
+    assert (work / "vae.pt").exists() and not out.exists()
+    assert train.main(argv) == 0  # resumes after the VAE stage
+    log = (work / "train.log").read_text()
+    assert '"stage": "unet"' in log and '"stage": "vae"' in log
+    spec, parts, meta = weights.read(str(out))
+    assert spec == train.TRAINED_SPEC and "--preset smoke" in meta["command"]
+    shutil.rmtree(work)
