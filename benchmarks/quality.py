@@ -83,10 +83,7 @@ def embed(clip, text: str):
 
 def laser_frames(model, clip, vae, a: str, b: str, control: str, frames: int, steps: int, cfg: float, scheduler: str,
                  seed: int) -> torch.Tensor:
-    """LASER row: ``attention.morph.run_morph`` on the tiny model (P0 generated from ``seed``).
-
-    Wired to the lead's ``attention`` package; if its API changes, this is the one function to adapt.
-    """
+    """LASER row: ``attention.morph.run_morph`` on the tiny model (P0 generated from ``seed``)."""
     from attention.morph import run_morph
 
     result = run_morph(model, [embed(clip, a), embed(clip, b)], embed(clip, ""), [control], None, frames, steps, cfg,

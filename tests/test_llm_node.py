@@ -1,4 +1,4 @@
-"""The LLM Config and LLM Prompt Planner nodes inside a real in-process ComfyUI (the lead's ``comfy_host``)."""
+"""The LLM Config and LLM Prompt Planner nodes inside a real in-process ComfyUI."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_host import tiny_txt2img
 
 pytestmark = pytest.mark.host
 
@@ -50,17 +51,8 @@ def test_shipped_model_is_comfy_native_sd15_with_sd15_topology(shipped):
 
 
 def test_shipped_model_generates_in_a_comfy_graph(comfy_host):
-    graph = {
-        "1": {"class_type": "LaserStoryTinyModel", "inputs": {"weights": "tinyworld.safetensors"}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a large red star in the center"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
-              "latent_image": ["4", 0], "seed": 3, "steps": 20, "cfg": 5.0, "sampler_name": "euler",
-              "scheduler": "normal", "denoise": 1.0}},
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "tinyworld_test"}},
-    }
+    graph = tiny_txt2img("tinyworld_test", ("LaserStoryTinyModel", {"weights": "tinyworld.safetensors"}),
+                         "a large red star in the center", steps=20, batch_size=2)
     outputs = comfy_host.run(graph)
     assert len(outputs["7"]["images"]) == 2
 
