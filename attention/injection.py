@@ -67,7 +67,6 @@ class LaserState:
     bank: FeatureBank | None = None
     sigmas: Tensor | None = None
     fired: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    runs: int = 0
 
     def __deepcopy__(self, memo: dict) -> LaserState:
         return self
@@ -75,7 +74,6 @@ class LaserState:
     def begin_run(self) -> None:
         """Reset per-sampling-run bookkeeping (the bank belongs to the segment and is kept)."""
         self.fired.clear()
-        self.runs += 1
 
     def step_of(self, sigma: Tensor) -> int | None:
         """Index of ``sigma`` in the sampling schedule, or None when this run uses another schedule."""

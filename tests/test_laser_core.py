@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attention.control import ControlSettings, SegmentControl
-from attention.injection import FeatureBank, LaserState, apply_injector
+from attention.injection import FeatureBank, LaserState, apply_injector, set_state
 from attention.morph import Embedding, interpolate, invert, run_morph, run_segment, sample_frames, schedule
 
 pytestmark = pytest.mark.host
@@ -100,6 +100,23 @@ def test_each_control_fires_only_at_its_steps_and_layers(tiny_sd, encode, keyfra
     assert layers == (set(range(8, 16)) if code == "0" else set(range(10, 16)))
     steps_hit = {step for event, step, _ in expected if event in ("qk", "kv")}
     assert steps_hit == (set(range(0, 12)) if code == "0" else set(range(2, 25)))
+
+
+def test_run_bookkeeping_is_reset_at_each_sampling_run(tiny_sd, encode, keyframe):
+    settings = ControlSettings()
+    model = apply_injector(tiny_sd[0], settings)
+    sigmas = schedule(model, "ddim_uniform", STEPS)
+    control, bank, source = SegmentControl("1", settings, STEPS), FeatureBank(torch.float32), encode("a red star")
+    capture = model.clone()
+    set_state(capture, LaserState(settings, "capture", control, bank, sigmas))
+    noise = invert(capture, keyframe, source, sigmas)
+    state = LaserState(settings, "inject", control, bank, sigmas)
+    inject = model.clone()
+    set_state(inject, state)
+    sample_frames(inject, noise, source, source, sigmas, 5.0)
+    first = collections.Counter(state.fired)
+    sample_frames(inject, noise, source, source, sigmas, 5.0)
+    assert first and state.fired == first, "the OUTER_SAMPLE wrapper starts every run with fresh counts"
 
 
 def plain_sample(model, clip_embedding: Embedding) -> torch.Tensor:

@@ -416,13 +416,6 @@ def caption(scene: Scene, rng: np.random.Generator, options: CaptionOptions = Ca
     return join_segments(caption_segments(scene, rng, options)[0])
 
 
-def full_caption(scene: Scene) -> str:
-    """The canonical caption stating every attribute (benchmarks, demos)."""
-    parts = [f"{_article(o.size)} {o.size} {o.colour} {o.shape} {POSITION_PHRASES[o.position][0]}" for o in scene.objects]
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{text} {BACKGROUND_PHRASES[scene.background][0]}"
-
-
 # --------------------------------------------------------------------------------------------------
 # parsing (the inverse of the caption grammar)
 
