@@ -17,7 +17,7 @@ Columns (means over pairs; arrows say which way is better):
                         change is checked on colour; a character pair on the character)
   s/pair                wall time (informative only)
 
-    .venv/bin/python benchmarks/quality.py                    # all pairs, 8 frames, 20 steps
+    .venv/bin/python benchmarks/quality.py                    # all pairs, 8 frames, 50 steps
     .venv/bin/python benchmarks/quality.py --pairs 5 --frames 6
 """
 
@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", type=int, default=0, help="use the first N pairs (0 = all)")
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--scheduler", default="ddim_uniform")
     p.add_argument("--seed", type=int, default=0, help="pair k uses seed + k")

@@ -39,7 +39,8 @@ SUBJECT = re.compile(
 )
 PRONOUNS = {"it", "he", "she", "they"}
 ADVERBS = r"(?:\s+(?:slowly|quickly|gradually|suddenly|gently|smoothly|rapidly|softly|finally|then))+"
-FILLER = re.compile(r"^(?:and|but|so|slowly|quickly|suddenly|gradually|finally|then)\b\s*", re.I)
+# "..., then into a dragon": the stage continues the previous change, so "into" goes too
+FILLER = re.compile(r"^(?:and|but|so|slowly|quickly|suddenly|gradually|finally|then|into)\b\s*", re.I)
 
 
 def base_form(verb: str) -> str:

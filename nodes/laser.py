@@ -125,7 +125,7 @@ class MorphInterpolator:
                 "vae": ("VAE", {"tooltip": "VAE of the same checkpoint (encodes the keyframe, decodes the frames)."}),
                 "frames_per_segment": ("INT", {"default": 0, "min": 0, "max": 128,
                                                "tooltip": "Frames per segment, endpoints included; 0 = the plan's value (8 for typed prompts)."}),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "DDIM steps for the inversion and for every frame."}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "DDIM steps for the inversion and for every frame (Plug-and-Play and MasaCtrl use 50; fewer steps make a coarser inversion that other prompts drift away from)."}),
                 "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.1,
                                   "tooltip": "Guidance scale; the segment's source prompt is the negative."}),
                 "scheduler": (comfy.samplers.SCHEDULER_NAMES, {"default": "ddim_uniform", "tooltip": "Noise schedule shared by inversion and sampling."}),

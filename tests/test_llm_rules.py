@@ -30,6 +30,8 @@ STORIES = Path(__file__).parent / "data" / "stories"
             None,
         ),
         ("a man raises his hand, then turns his head", "", None, ["1", "1"]),
+        ("a green circle turns into a green square, then into a purple square", "",
+         ["a green circle", "a green square", "a purple square"], ["0", "0"]),
     ],
 )
 def test_morph_rules(text, caption, prompts, controls):
