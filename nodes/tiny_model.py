@@ -59,11 +59,9 @@ class LaserStoryTinyModel:
         path = _path(weights)
         st = os.stat(path) if os.path.isfile(path) else None
         key = (path, st.st_mtime_ns, st.st_size) if st else None
-        if key is None or key not in _CACHE:
-            model, clip, vae, _meta = tiny_weights.load(path)
-            if key is None:
-                return (model, clip, vae)
-            _CACHE.clear()
+        if key not in _CACHE:
+            model, clip, vae, _meta = tiny_weights.load(path)  # a missing or corrupt file raises with the rebuild command
+            _CACHE.clear()  # one model at a time: a rebuilt file replaces the old one
             _CACHE[key] = (model, clip, vae)
         return _CACHE[key]
 
