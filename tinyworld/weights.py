@@ -27,7 +27,7 @@ from .model import TinySpec
 FORMAT = "laser-story-tinyworld/1"
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "tinyworld.safetensors")
-REBUILD_COMMAND = "python -m tinyworld.train --seed 0 --out tinyworld/weights/tinyworld.safetensors"
+REBUILD_COMMAND = "python -m tinyworld.train --seed 0 --threads 2 --out tinyworld/weights/tinyworld.safetensors"
 TOKEN_EMBEDDING_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 
 
@@ -38,7 +38,8 @@ class TinyWeightsError(RuntimeError):
 def _problem(path: str, what: str) -> TinyWeightsError:
     return TinyWeightsError(
         f"built-in tiny model weights {path!r}: {what}. Rebuild them from the repository root with "
-        f"`{REBUILD_COMMAND}` (about an hour on 2 CPU cores), or restore the file from the laser-story release."
+        f"`{REBUILD_COMMAND}` (about 90 minutes on 2 CPU cores), or restore the shipped file with "
+        f"`git checkout -- tinyworld/weights/tinyworld.safetensors`."
     )
 
 
@@ -73,6 +74,7 @@ def save(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     save_file(tensors, tmp, metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a ComfyUI running as another user must read it
     os.replace(tmp, path)
 
 
