@@ -95,6 +95,18 @@ def missing_server_modules() -> list[str]:
     return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 
 
+def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Terminate, and kill what ignores it for ``grace_s``: a stuck server must never outlive its owner."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace_s)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,12 +190,7 @@ class LlamaServerPool:
         if server.process.stdin is not None:
             server.process.stdin.close()
         if server.process.poll() is None:
-            server.process.terminate()
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait(timeout=10)
+            stop_process(server.process)
             log.info(
                 "stopped the llama.cpp server for %s (pid %d)", server.settings.model_path.name, server.process.pid
             )

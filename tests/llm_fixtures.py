@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from comfy_harness import comfy_root
 
-from llm.llama_server import default_threads, free_port
+from llm.llama_server import default_threads, free_port, stop_process
 
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_ALIAS = "gemma-3-270m"
@@ -172,12 +172,7 @@ def llama_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
                 time.sleep(0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def _forward_chat(llama: LlamaServer, body: dict[str, Any]) -> dict[str, Any]:
