@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from comfy_harness import tiny_txt2img
 
 pytestmark = pytest.mark.host
-
-
-def tiny_txt2img(save_prefix: str = "laser_story_test", loader: tuple[str, dict] = ("LaserStoryTestTinyRandomModel", {"seed": 0}),
-                 text: str = "a red star", steps: int = 4, batch_size: int = 1) -> dict:
-    """A core txt2img graph (CLIPTextEncode, KSampler, VAEDecode, SaveImage) on a loader node giving MODEL/CLIP/VAE."""
-    return {
-        "1": {"class_type": loader[0], "inputs": loader[1]},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": text}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch_size}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
-              "latent_image": ["4", 0], "seed": 1, "steps": steps, "cfg": 5.0, "sampler_name": "euler",
-              "scheduler": "normal", "denoise": 1.0}},
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": save_prefix}},
-    }
 
 
 def test_core_ksampler_graph_runs_in_process(comfy_host):

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from comfy_harness import tiny_txt2img
 from PIL import Image
-from test_host import tiny_txt2img
 
 from scripts.workflow_formats import api_from_ui
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_host import tiny_txt2img
+from comfy_harness import tiny_txt2img
 
 pytestmark = pytest.mark.host
 
