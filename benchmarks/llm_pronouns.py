@@ -21,16 +21,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 
-from llm.backends import Sampling, make_backend  # noqa: E402
-from llm.config import DEFAULT_GGUF, LLMConfig  # noqa: E402
-from llm.coref import plan_story  # noqa: E402
-from llm.errors import LLMError  # noqa: E402
-from llm.evaluation import Score, load_stories, score_story, story_text  # noqa: E402
-from llm.llama_server import POOL  # noqa: E402
-from llm.planner import LLMPlanner, PlanRequest  # noqa: E402
-from llm.structured import CallStats  # noqa: E402
+from laser_story.llm.backends import Sampling, make_backend  # noqa: E402
+from laser_story.llm.config import DEFAULT_GGUF, LLMConfig  # noqa: E402
+from laser_story.llm.errors import LLMError  # noqa: E402
+from laser_story.llm.evaluation import Score, load_stories, score_story, story_text  # noqa: E402
+from laser_story.llm.llama_server import POOL  # noqa: E402
+from laser_story.llm.planner import LLMPlanner, PlanRequest  # noqa: E402
+from laser_story.llm.structured import CallStats  # noqa: E402
+from laser_story.llm.tasks.story import plan_story  # noqa: E402
 
 
 def models_dir() -> Path:

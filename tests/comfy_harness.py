@@ -238,6 +238,16 @@ class ServerProcess:
         finally:
             ws.close()
 
+    def wait_for(self, prompt_id: str, timeout: float = 300) -> dict:
+        """The history entry of a queued prompt, once it has finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get_json(f"/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+                return history[prompt_id]
+            time.sleep(0.2)
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -37,7 +37,7 @@ def comfy_server(comfy_path, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sd(comfy_host):
     """Random-weight tiny SD1.x MODEL, CLIP and VAE (SD1.5 block topology) built with ComfyUI's classes."""
-    from tinyworld.model import TinySpec, build_clip, build_model, build_vae
+    from laser_story.tinyworld.model import TinySpec, build_clip, build_model, build_vae
 
     spec = TinySpec()
     return build_model(spec, seed=0), build_clip(spec, seed=1), build_vae(spec, seed=2)

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from comfy_harness import comfy_root
 
-from llm.llama_server import default_threads, free_port, stop_process
+from laser_story.llm.llama_server import default_threads, free_port, stop_process
 
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_ALIAS = "gemma-3-270m"

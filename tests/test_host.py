@@ -30,34 +30,38 @@ def test_llm_model_folder_is_registered(comfy_host):
 
 
 def test_a_broken_node_module_disables_only_itself(comfy_host, tmp_path, caplog):
-    """A copy of the pack with one extra module whose dependency is missing still registers every other node."""
-    import asyncio
+    """One extra node module whose dependency is missing is reported; every other node still registers."""
     import logging
 
-    from comfy_harness import REPO_ROOT
+    import laser_story.nodes
 
-    pack = tmp_path / "laser-story-copy"
-    pack.mkdir()
-    for item in REPO_ROOT.iterdir():
-        if item.name not in ("nodes", ".git", ".venv", ".host", ".cache"):
-            (pack / item.name).symlink_to(item)
-    (pack / "nodes").mkdir()
-    for module in (REPO_ROOT / "nodes").glob("*.py"):
-        (pack / "nodes" / module.name).symlink_to(module)
-    (pack / "nodes" / "needs_missing_dependency.py").write_text("import laser_story_no_such_dependency  # noqa: F401\n")
-
-    registered = dict(comfy_host.nodes.NODE_CLASS_MAPPINGS)
+    (tmp_path / "needs_missing_dependency.py").write_text("import laser_story_no_such_dependency  # noqa: F401\n")
+    laser_story.nodes.__path__.append(str(tmp_path))
     try:
         with caplog.at_level(logging.WARNING):
-            assert asyncio.run(comfy_host.nodes.load_custom_node(str(pack), module_parent="custom_nodes"))
-        import sys
-
-        copy = sys.modules[str(pack).replace(".", "_x_")]
-        assert set(copy.FAILED_NODE_MODULES) == {"needs_missing_dependency"}
-        assert "No module named 'laser_story_no_such_dependency'" in copy.FAILED_NODE_MODULES["needs_missing_dependency"]
-        assert set(copy.NODE_CLASS_MAPPINGS) == set(comfy_host.pack_module.NODE_CLASS_MAPPINGS)
-        assert any("needs_missing_dependency" in r.getMessage() and "laser_story_no_such_dependency" in r.getMessage()
-                   for r in caplog.records)
+            found = laser_story.nodes.load_node_modules()
     finally:
-        comfy_host.nodes.NODE_CLASS_MAPPINGS.clear()
-        comfy_host.nodes.NODE_CLASS_MAPPINGS.update(registered)
+        laser_story.nodes.__path__.remove(str(tmp_path))
+    assert set(found.failed_node_modules) == {"needs_missing_dependency"}
+    assert "No module named 'laser_story_no_such_dependency'" in found.failed_node_modules["needs_missing_dependency"]
+    assert set(found.node_class_mappings) == set(comfy_host.pack_module.NODE_CLASS_MAPPINGS)
+    assert any("needs_missing_dependency" in r.getMessage() and "laser_story_no_such_dependency" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_one_module_identity(comfy_host):
+    """ComfyUI's copy of the pack and the tests import the same modules: no top-level llm/attention/tinyworld."""
+    import importlib.util
+    import sys
+
+    from laser_story.attention import morph
+    from laser_story.llm.tasks import REGISTRY
+
+    for name in ("llm", "attention", "tinyworld", "training"):
+        assert importlib.util.find_spec(name) is None, f"{name} is importable as a top-level package"
+    copies = [m for m in sys.modules if m.endswith(".attention.morph")]
+    assert copies == ["laser_story.attention.morph"], copies
+    node_module = sys.modules[comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryMorphInterpolator"].__module__]
+    assert node_module.run_morph is morph.run_morph
+    planner_module = sys.modules[comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryLLMPlanner"].__module__]
+    assert planner_module.REGISTRY is REGISTRY

@@ -7,9 +7,10 @@ import collections
 import pytest
 import torch
 
-from attention.control import ControlSettings, SegmentControl
-from attention.injection import FeatureBank, LaserState, apply_injector, set_state
-from attention.morph import Embedding, interpolate, invert, run_morph, run_segment, sample_frames, schedule
+from laser_story.attention.laser import ControlSettings, LaserState, SegmentControl, apply_injector
+from laser_story.attention.morph import interpolate, run_morph, run_segment, sample_frames
+from laser_story.attention.sampling import Embedding, invert, schedule
+from laser_story.attention.state import FeatureBank, attach
 
 pytestmark = pytest.mark.host
 
@@ -41,12 +42,10 @@ def test_alpha0_frame_equals_reconstruction_from_inverted_noise(tiny_sd, encode,
         control = SegmentControl(code, ControlSettings(), STEPS)
         bank = FeatureBank(torch.float32)
         capture = model.clone()
-        capture.model_options["transformer_options"] = {**capture.model_options["transformer_options"],
-                                                        "laser_story": LaserState(ControlSettings(), "capture", control, bank, sigmas)}
+        attach(capture, LaserState("capture", bank, sigmas, control=control))
         noise = invert(capture, keyframe, source, sigmas)
         inject = model.clone()
-        inject.model_options["transformer_options"] = {**inject.model_options["transformer_options"],
-                                                       "laser_story": LaserState(ControlSettings(), "inject", control, bank, sigmas)}
+        attach(inject, LaserState("inject", bank, sigmas, control=control))
         alphas = control.alphas(5)
         frames = sample_frames(inject, noise, interpolate(source, target, alphas),
                                Embedding(source.tokens.expand(5, -1, -1), source.pooled.expand(5, -1)), sigmas, 5.0)
@@ -108,11 +107,11 @@ def test_run_bookkeeping_is_reset_at_each_sampling_run(tiny_sd, encode, keyframe
     sigmas = schedule(model, "ddim_uniform", STEPS)
     control, bank, source = SegmentControl("1", settings, STEPS), FeatureBank(torch.float32), encode("a red star")
     capture = model.clone()
-    set_state(capture, LaserState(settings, "capture", control, bank, sigmas))
+    attach(capture, LaserState("capture", bank, sigmas, settings=settings, control=control))
     noise = invert(capture, keyframe, source, sigmas)
-    state = LaserState(settings, "inject", control, bank, sigmas)
+    state = LaserState("inject", bank, sigmas, settings=settings, control=control)
     inject = model.clone()
-    set_state(inject, state)
+    attach(inject, state)
     sample_frames(inject, noise, source, source, sigmas, 5.0)
     first = collections.Counter(state.fired)
     sample_frames(inject, noise, source, source, sigmas, 5.0)
@@ -197,7 +196,7 @@ def test_non_sd_unet_model_is_refused_with_the_supported_families(comfy_host, ti
     import comfy.model_patcher
     import comfy.supported_models
 
-    from tinyworld.model import TinySpec
+    from laser_story.tinyworld.model import TinySpec
 
     config = comfy.supported_models.SD15(TinySpec().unet_config())
     config.latent_format = comfy.latent_formats.SDXL

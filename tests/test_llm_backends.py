@@ -13,13 +13,13 @@ import types
 import pytest
 from llm_fixtures import fake_server  # noqa: F401
 
-from llm import backends as backends_module
-from llm.backends import OpenAIBackend, Sampling, TransformersBackend, make_backend
-from llm.config import LLMConfig, resolve_model_path
-from llm.errors import LLMConfigError, LLMHTTPError, LLMReplyError, LLMTimeoutError, LLMUnreachableError
-from llm.llama_server import free_port
-from llm.planner import LLMPlanner, PlanRequest, make_plan
-from llm.tasks import MORPH_SCHEMA
+from laser_story.llm import backends as backends_module
+from laser_story.llm.backends import OpenAIBackend, Sampling, TransformersBackend, make_backend
+from laser_story.llm.config import LLMConfig, resolve_model_path
+from laser_story.llm.errors import LLMConfigError, LLMHTTPError, LLMReplyError, LLMTimeoutError, LLMUnreachableError
+from laser_story.llm.llama_server import free_port
+from laser_story.llm.planner import LLMPlanner, PlanRequest, make_plan
+from laser_story.llm.tasks import morph
 
 GOOD_MORPH = {"prompts": ["a cat", "a tiger"], "controls": ["0"], "negative": "blurry", "frames_per_segment": 8}
 SECRET = "sk-test-0123456789abcdef"
@@ -51,7 +51,7 @@ def test_openai_payload_carries_schema_seed_and_key(fake_server, monkeypatch):  
     body = request.body
     assert body["model"] == "gpt-test" and body["seed"] == 42 and body["max_tokens"] == 128
     assert body["response_format"]["type"] == "json_schema"
-    assert body["response_format"]["json_schema"]["schema"] == MORPH_SCHEMA
+    assert body["response_format"]["json_schema"]["schema"] == morph.REPLY_SCHEMA
 
 
 def test_missing_api_key_variable_is_named_and_nothing_is_sent(fake_server, monkeypatch):  # noqa: F811
@@ -147,7 +147,7 @@ def test_ollama_native_payload_and_unload(fake_server):  # noqa: F811
     make_plan(morph_request(seed=9), config)
     chat, unload = server.requests
     assert chat.path == "/api/chat" and chat.body["stream"] is False
-    assert chat.body["format"] == MORPH_SCHEMA
+    assert chat.body["format"] == morph.REPLY_SCHEMA
     assert chat.body["options"]["seed"] == 9 and chat.body["options"]["num_predict"] == 128
     assert unload.path == "/api/generate" and unload.body == {"model": "llama3.2", "keep_alive": 0}
 
@@ -176,7 +176,7 @@ def test_transformers_backend_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(backends_module.importlib.util, "find_spec", lambda name: None)
     backend = TransformersBackend(tmp_path / "tiny")
     with pytest.raises(LLMConfigError, match="pip install transformers torch"):
-        backend.chat([{"role": "user", "content": "x"}], MORPH_SCHEMA, Sampling())
+        backend.chat([{"role": "user", "content": "x"}], morph.REPLY_SCHEMA, Sampling())
 
 
 def test_transformers_backend_runs_a_local_model(monkeypatch, tmp_path):
@@ -250,4 +250,4 @@ def test_openai_backend_falls_back_to_the_json_object_form(fake_server):  # noqa
     LLMPlanner(backend).plan(morph_request(seed=2))
     formats = [r.body["response_format"]["type"] for r in server.requests]
     assert formats == ["json_schema", "json_object", "json_object"]
-    assert server.requests[-1].body["response_format"]["schema"] == MORPH_SCHEMA
+    assert server.requests[-1].body["response_format"]["schema"] == morph.REPLY_SCHEMA

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from llm_fixtures import GEMMA_FILE, gemma_path, llama_server, llm_models_dir, ollama_front  # noqa: F401
 
-from llm.backends import OllamaBackend, OpenAIBackend, Sampling
-from llm.config import LLMConfig
-from llm.language import split_sentences
-from llm.llama_server import POOL
-from llm.planner import LLMPlanner, PlanRequest, make_plan
-from llm.plans import parse_plan
-from llm.structured import CallStats
+from laser_story.llm.backends import OllamaBackend, OpenAIBackend, Sampling
+from laser_story.llm.config import LLMConfig
+from laser_story.llm.language import split_sentences
+from laser_story.llm.llama_server import POOL
+from laser_story.llm.planner import LLMPlanner, PlanRequest, make_plan
+from laser_story.llm.structured import CallStats
+from laser_story.llm.tasks import parse_plan
 
 pytestmark = pytest.mark.llm
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from llm_fixtures import GEMMA_FILE, gemma_path  # noqa: F401
@@ -42,7 +41,8 @@ def test_nodes_follow_the_conventions(comfy_host):
             for input_name, (_, options) in group.items():
                 assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
                 assert "key" not in input_name or input_name == "api_key_env"
-    assert node_class(comfy_host, "LaserStoryLLMPlanner").RETURN_TYPES == ("LASER_STORY_PLAN", "STRING")
+    assert node_class(comfy_host, "LaserStoryLLMPlanner").RETURN_TYPES == (
+        "LASER_STORY_MORPH_PLAN", "STRING", "LASER_STORY_EXPAND_PLAN", "LASER_STORY_STORY_PLAN")
 
 
 def test_rule_based_story_plan_runs_and_is_shown(comfy_host):
@@ -126,7 +126,9 @@ def test_missing_gguf_error_lists_models_llm(comfy_host, gemma_path):  # noqa: F
 @pytest.mark.llm
 def test_gemma_through_the_node_is_cached_on_disk(comfy_host, gemma_path):  # noqa: F811
     """Re-running the node with the same inputs is answered from <user dir>/laser-story/llm-cache: no server starts."""
-    pool = sys.modules[f"{comfy_host.pack_module.__name__}.llm.llama_server"].POOL
+    from laser_story.llm.llama_server import POOL  # the very pool the node uses: one module identity
+
+    pool = POOL
     graph = {"1": config("llama_cpp", unload_after=True), "2": planner("morph", "a red car becomes a blue car")}
     graph["2"]["inputs"]["llm_config"] = ["1", 0]
     try:

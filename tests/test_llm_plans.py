@@ -6,16 +6,10 @@ import json
 
 import pytest
 
-from llm.plans import (
-    ExpandPlan,
-    MorphPlan,
-    PlanError,
-    StoryPlan,
-    parse_expand_plan,
-    parse_morph_plan,
-    parse_plan,
-    parse_story_plan,
-)
+from laser_story.llm.tasks import PlanError, parse_plan
+from laser_story.llm.tasks.expand import ExpandPlan, parse_expand_plan
+from laser_story.llm.tasks.morph import MorphPlan, parse_morph_plan
+from laser_story.llm.tasks.story import StoryPlan, parse_story_plan
 
 MORPH = {"task": "morph", "prompts": ["a cat", "a tiger"], "controls": ["0"], "negative": "", "frames_per_segment": 8}
 EXPAND = {

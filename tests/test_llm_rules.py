@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from llm.coref import plan_story
-from llm.evaluation import Score, load_stories, score_story, story_text
-from llm.language import PRONOUNS, render_frame_text, split_sentences
-from llm.planner import PlanRequest, make_plan
-from llm.plans import PlanError, parse_plan
-from llm.rules import parse_directions, plan_expand, plan_morph
+from laser_story.llm.evaluation import Score, load_stories, score_story, story_text
+from laser_story.llm.language import PRONOUNS, render_frame_text, split_sentences
+from laser_story.llm.planner import PlanRequest, make_plan
+from laser_story.llm.tasks import PlanError, parse_plan
+from laser_story.llm.tasks.expand import parse_directions, plan_expand
+from laser_story.llm.tasks.morph import plan_morph
+from laser_story.llm.tasks.story import plan_story
 
 STORIES = Path(__file__).parent / "data" / "stories"
 

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from llm.backends import ChatBackend, ChatReply, Sampling
-from llm.cache import CACHE_ENV, DiskCache, cache_key, resolve_cache_dir
-from llm.errors import LLMReplyError
-from llm.planner import LLMPlanner, PlanRequest, fit_text
-from llm.structured import CallStats, coerce, extract_json_object, structured_call
-from llm.tasks import MORPH_SCHEMA, normalise_morph
+from laser_story.llm.backends import ChatBackend, ChatReply, Sampling
+from laser_story.llm.cache import CACHE_ENV, DiskCache, cache_key, resolve_cache_dir
+from laser_story.llm.errors import LLMReplyError
+from laser_story.llm.planner import LLMPlanner, PlanRequest, fit_text
+from laser_story.llm.structured import CallStats, coerce, extract_json_object, structured_call
+from laser_story.llm.tasks import morph
 
 GOOD = {"prompts": ["a cat", "a tiger"], "controls": ["0"], "negative": "blurry", "frames_per_segment": 8}
 
@@ -36,9 +36,9 @@ def morph_call(backend, **kwargs):
     return structured_call(
         backend,
         [{"role": "user", "content": "plan"}],
-        MORPH_SCHEMA,
+        morph.REPLY_SCHEMA,
         Sampling(0.2, 5, 128),
-        lambda obj: normalise_morph(obj),
+        lambda obj: morph.normalise_reply(obj),
         task="morph",
         **kwargs,
     )
@@ -67,7 +67,7 @@ def test_unusable_replies_are_rejected_never_evaluated(reply):
 
 def test_coerce_fixes_types_and_bounds():
     obj = {**GOOD, "controls": 0, "frames_per_segment": "500", "negative": 3, "extra": 1}
-    fixed, notes = coerce(obj, MORPH_SCHEMA)
+    fixed, notes = coerce(obj, morph.REPLY_SCHEMA)
     assert fixed == {**GOOD, "controls": ["0"], "frames_per_segment": 64, "negative": "3"}
     assert len(notes) >= 4
 
@@ -113,9 +113,9 @@ def test_cache_hit_makes_no_call_and_key_covers_seed(tmp_path):
     structured_call(
         other_seed,
         [{"role": "user", "content": "plan"}],
-        MORPH_SCHEMA,
+        morph.REPLY_SCHEMA,
         Sampling(0.2, 6, 128),
-        normalise_morph,
+        morph.normalise_reply,
         task="morph",
         cache=cache,
     )

@@ -29,6 +29,35 @@ def test_server_lists_the_pack_nodes_without_import_failures(comfy_server):
 
 
 
+def test_a_story_plan_wired_into_the_morph_interpolator_is_refused_at_queue_time(comfy_server):
+    """Plans are typed per task: validation refuses the interpolator, naming both types, before anything runs.
+
+    The planner is an output node (it shows its plan), so ComfyUI still runs that one and reports the
+    refused branch in ``node_errors``; nothing of the refused branch runs."""
+    graph = {
+        "1": {"class_type": "LaserStoryTestTinyRandomModel", "inputs": {"seed": 0}},
+        "2": {"class_type": "LaserStoryLLMPlanner",
+              "inputs": {"task": "story", "text": "Mia met Tom. She waved.", "temperature": 0.0, "seed": 0,
+                         "max_tokens": 256}},
+        "3": {"class_type": "LaserStoryMorphInterpolator",
+              "inputs": {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "plan": ["2", 3],
+                         "frames_per_segment": 0, "steps": 4, "cfg": 5.0, "scheduler": "ddim_uniform", "seed": 0,
+                         "width": 64, "height": 64}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }  # fmt: skip
+    status, body = comfy_server.post_json("/prompt", {"prompt": graph})
+    assert status == 200 and set(body["node_errors"]) == {"3"}
+    (error,) = body["node_errors"]["3"]["errors"]
+    assert error["type"] == "return_type_mismatch"
+    assert "LASER_STORY_STORY_PLAN" in error["details"] and "LASER_STORY_MORPH_PLAN" in error["details"]
+    history = comfy_server.wait_for(body["prompt_id"])
+    assert set(history["outputs"]) == {"2"}, "only the planner ran; the refused branch did not"
+    graph["2"]["inputs"].update(task="morph", text="a red star turns into a blue star")
+    graph["3"]["inputs"]["plan"] = ["2", 0]  # the planner's morph output is the one the interpolator takes
+    history, _ = comfy_server.run(graph)
+    assert history["status"]["status_str"] == "success"
+
+
 def test_llm_model_folder_honours_base_directory_and_extra_model_paths(comfy_server):
     assert "LLM" in comfy_server.get_json("/models")
     assert "from-extra-model-paths.gguf" in comfy_server.get_json("/models/LLM")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyworld import judge, world
+from laser_story.tinyworld import judge, world
 
 
 def test_judge_attribute_accuracy_on_rendered_world_images_is_at_least_95_percent():

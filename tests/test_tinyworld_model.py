@@ -15,7 +15,7 @@ pytestmark = pytest.mark.host
 
 @pytest.fixture(scope="module")
 def shipped(comfy_host):
-    from tinyworld import weights
+    from laser_story.tinyworld import weights
 
     if weights.check() is not None:
         pytest.fail(weights.check())
@@ -23,7 +23,7 @@ def shipped(comfy_host):
 
 
 def test_shipped_weights_are_small_and_carry_their_spec_and_command(comfy_host):
-    from tinyworld import weights
+    from laser_story.tinyworld import weights
 
     size = os.path.getsize(weights.DEFAULT_WEIGHTS)
     total = sum(os.path.getsize(os.path.join(weights.WEIGHTS_DIR, f)) for f in os.listdir(weights.WEIGHTS_DIR))
@@ -58,7 +58,7 @@ def test_shipped_model_generates_in_a_comfy_graph(comfy_host):
 
 
 def test_loader_node_reports_a_missing_file_with_the_rebuild_command(comfy_host):
-    from tinyworld import weights
+    from laser_story.tinyworld import weights
 
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
     assert comfy_host.nodes.NODE_DISPLAY_NAME_MAPPINGS["LaserStoryTinyModel"] == "Built-in Tiny Model"
@@ -71,7 +71,7 @@ def test_loader_node_reports_a_missing_file_with_the_rebuild_command(comfy_host)
 
 
 def test_missing_and_corrupt_weights_name_the_file_and_the_command(comfy_host, tmp_path):
-    from tinyworld import weights
+    from laser_story.tinyworld import weights
 
     missing = tmp_path / "gone.safetensors"
     with pytest.raises(weights.TinyWeightsError) as e:
@@ -94,8 +94,9 @@ def test_missing_and_corrupt_weights_name_the_file_and_the_command(comfy_host, t
 
 
 def test_weights_round_trip_keeps_every_tensor(comfy_host, tmp_path):
-    from tinyworld import train, weights
-    from tinyworld.model import TinySpec, build_clip, build_model, build_vae
+    from laser_story.tinyworld import weights
+    from laser_story.tinyworld.model import TinySpec, build_clip, build_model, build_vae
+    from laser_story.training import tiny_model as train
 
     spec = TinySpec()
     mp, clip, vae = build_model(spec, seed=0), build_clip(spec, seed=1), build_vae(spec, seed=2)
@@ -103,7 +104,7 @@ def test_weights_round_trip_keeps_every_tensor(comfy_host, tmp_path):
     keep = train.vocabulary_token_ids(tokens)
     path = str(tmp_path / "w.safetensors")
     weights.save(path, spec, mp.model.diffusion_model.state_dict(), clip.cond_stage_model.state_dict(),
-                 vae.first_stage_model.state_dict(), keep, keep[5], {"command": "python -m tinyworld.train --test", "seed": "0"})
+                 vae.first_stage_model.state_dict(), keep, keep[5], {"command": "python -m laser_story.training.tiny_model --test", "seed": "0"})
     assert os.stat(path).st_mode & 0o777 == 0o644
     spec2, parts, meta = weights.read(path)
     assert spec2 == spec and meta["seed"] == "0"
@@ -118,8 +119,9 @@ def test_weights_round_trip_keeps_every_tensor(comfy_host, tmp_path):
 
 
 def test_training_text_forward_matches_comfy_clip(comfy_host):
-    from tinyworld import train, world
-    from tinyworld.model import build_clip
+    from laser_story.tinyworld import world
+    from laser_story.tinyworld.model import build_clip
+    from laser_story.training import tiny_model as train
 
     clip = build_clip(train.TRAINED_SPEC, seed=1)
     te = clip.cond_stage_model.clip_l.transformer.float()
@@ -136,8 +138,9 @@ def test_training_text_forward_matches_comfy_clip(comfy_host):
 
 
 def test_caption_token_alignment_matches_the_whole_caption_tokenisation(comfy_host):
-    from tinyworld import train, world
-    from tinyworld.model import build_clip
+    from laser_story.tinyworld import world
+    from laser_story.tinyworld.model import build_clip
+    from laser_story.training import tiny_model as train
 
     clip = build_clip(train.TRAINED_SPEC, seed=1)
     tokens = train.CaptionTokens(clip.tokenizer)
@@ -149,7 +152,7 @@ def test_caption_token_alignment_matches_the_whole_caption_tokenisation(comfy_ho
 
 
 def test_out_of_vocabulary_caption_still_generates(shipped):
-    from tinyworld import evaluate, judge
+    from laser_story.tinyworld import evaluate, judge
 
     model, clip, vae, _ = shipped
     caps = ["a dragon flying over snowy mountains at sunset", "an astronaut riding a horse"]
@@ -161,7 +164,8 @@ def test_out_of_vocabulary_caption_still_generates(shipped):
 
 @pytest.mark.slow
 def test_training_command_runs_end_to_end_and_resumes(comfy_host, tmp_path):
-    from tinyworld import train, weights
+    from laser_story.tinyworld import weights
+    from laser_story.training import tiny_model as train
 
     out = tmp_path / "smoke.safetensors"
     work = tmp_path / "work"
@@ -174,3 +178,21 @@ def test_training_command_runs_end_to_end_and_resumes(comfy_host, tmp_path):
     spec, parts, meta = weights.read(str(out))
     assert spec == train.TRAINED_SPEC and "--preset smoke" in meta["command"]
     shutil.rmtree(work)
+
+
+def test_each_loader_lists_only_its_own_kind_of_weights(comfy_host, tmp_path):
+    """A weights file of another kind in the folder is not offered, and picking it names what it holds."""
+    from safetensors.torch import save_file
+
+    from laser_story.tinyworld import weights
+
+    other = tmp_path / "encoder.safetensors"
+    save_file({"w": torch.zeros(1)}, str(other), metadata={"format": weights.FORMAT, "kind": "image-encoder"})
+    shutil.copy(weights.DEFAULT_WEIGHTS, tmp_path / "tiny.safetensors")
+    (tmp_path / "notes.txt").write_text("not weights")
+    assert weights.files_of_kind(weights.KIND, str(tmp_path)) == ["tiny.safetensors"]
+    assert weights.files_of_kind("image-encoder", str(tmp_path)) == ["encoder.safetensors"]
+    problem = weights.check(str(other))
+    assert str(other) in problem and "'image-encoder'" in problem and weights.KIND in problem
+    node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
+    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND)

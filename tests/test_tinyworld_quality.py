@@ -1,6 +1,6 @@
 """Quality figures of the shipped tiny model, printed and checked (issue: judge >= 95 %, fidelity >= 80 %).
 
-Reproduce the same figures with ``python -m tinyworld.evaluate``.
+Reproduce the same figures with ``python -m laser_story.tinyworld.evaluate``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.host
 
 def test_judge_accuracy_after_a_vae_round_trip(comfy_host):
     """How much the tiny VAE loses, in the judge's terms (informative; the 95 % bar is on renders)."""
-    from tinyworld import evaluate, weights
+    from laser_story.tinyworld import evaluate, weights
 
     _model, _clip, vae, _ = weights.load()
     acc = evaluate.judge_accuracy(100, vae=vae)
@@ -21,7 +21,7 @@ def test_judge_accuracy_after_a_vae_round_trip(comfy_host):
 
 
 def test_prompt_fidelity_on_100_heldout_captions_is_at_least_80_percent(comfy_host):
-    from tinyworld import evaluate, weights, world
+    from laser_story.tinyworld import evaluate, weights, world
 
     model, clip, vae, meta = weights.load()
     captions = [c for _, c in world.heldout_captions(100)]

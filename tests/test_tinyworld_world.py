@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tinyworld import world
+from laser_story.tinyworld import world
 
 
 def test_scene_and_render_are_deterministic_by_seed():

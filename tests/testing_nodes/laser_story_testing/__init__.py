@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+SRC = str(Path(__file__).resolve().parents[3] / "src")  # the pack's own package, under the one name it has
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
 
-from tinyworld.model import TinySpec, build_clip, build_model, build_vae  # noqa: E402
+from laser_story.tinyworld.model import TinySpec, build_clip, build_model, build_vae  # noqa: E402
 
 CAPTURED: dict[str, object] = {}
 

@@ -1,0 +1,521 @@
+"""Rule-based story planning: a character registry and pronoun resolution by recency and agreement.
+
+The resolver reads the story left to right, keeps every mention of a character (names, noun phrases such
+as "an old fisherman", and pronouns it has already resolved), and resolves each new pronoun to the
+candidates that agree in gender and number, preferring (1) the nearest sentence, (2) an exact gender
+match over an unknown one, (3) the subject of that sentence, (4) the latest mention. "they" takes a group
+("Tom and Mia", "two wolves") or the people of the latest sentences. Vague references ("the boy", "the two
+friends") go to the latest character with that noun, or the latest people. It is deterministic and
+needs no model, so it is always available and is the baseline the LLM backends are scored against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from .language import NON_NOUNS, PRONOUNS, render_frame_text, split_sentences, words
+from .lexicon import (
+    AGE_TRAITS,
+    CHARACTER_NOUNS,
+    COLLECTIVE,
+    COMMON_CAPITALISED,
+    FEMALE_NAMES,
+    LOCATIONS,
+    MALE_NAMES,
+    NUMBER_WORDS,
+    PLURAL_NOUNS,
+    SETTING_PREPOSITIONS,
+    STOP_AFTER_NOUN,
+    TIMES,
+    TITLE_NOUNS,
+    TITLES,
+)
+
+EXPLETIVE_AFTER_IT = {"raining", "snowing", "late", "dark", "cold", "warm", "hot", "sunny", "windy", "time", "quiet",
+                      "early", "midnight", "morning", "night", "evening", "noon", "getting", "too", "so", "very",
+                      "almost", "nearly", "clear", "true", "hard", "easy", "impossible", "foggy", "stormy"}  # fmt: skip
+ARTICLES = {"a", "an", "the"}
+GENERIC_PEOPLE = {"man", "woman", "boy", "girl", "lady", "gentleman", "child", "kid", "baby"}
+YOUNG = {"boy", "girl", "child", "kid", "baby"}
+PERSON_GENDERS = {"m", "f", "u"}
+
+
+@dataclasses.dataclass
+class Entity:
+    """A character (or a group that is one character, such as "three wolves") found in the story."""
+
+    name: str
+    gender: str
+    plural: bool = False
+    nouns: set[str] = dataclasses.field(default_factory=set)
+    description: str = ""
+    traits: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mention:
+    sentence: int
+    offset: int
+    entities: tuple[int, ...]
+    subject: bool
+
+
+Token = tuple[str, int, int]
+
+
+def _gap(sentence: str, left: Token, right: Token) -> str:
+    return sentence[left[2] : right[1]]
+
+
+def _describe(entity: Entity) -> str:
+    if entity.description:
+        return entity.description
+    if entity.plural:
+        return entity.name.removeprefix("the ")
+    noun = next(iter(sorted(entity.nouns)), "")
+    if noun:
+        return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+    return {"m": "a man", "f": "a woman", "n": "an animal"}.get(entity.gender, "a person")
+
+
+class StoryResolver:
+    """Resolves one story; ``resolve()`` returns its plan JSON."""
+
+    def __init__(self, text: str) -> None:
+        self.sentences = split_sentences(text)
+        self.entities: list[Entity] = []
+        self.history: list[Mention] = []
+        self.groups: dict[int, list[tuple[int, ...]]] = {}  # per sentence: "Tom and Mia", "Ana, Eva and Leo"
+        self.story_caps = {
+            w for s in self.sentences for i, (w, _, _) in enumerate(words(s)) if i and w[0].isupper()
+        } - {w.capitalize() for w in COMMON_CAPITALISED}
+
+    # --- entities ---------------------------------------------------------------------------------
+    def _add(self, entity: Entity) -> int:
+        self.entities.append(entity)
+        return len(self.entities) - 1
+
+    def _find_named(self, name: str) -> int | None:
+        lowered = name.lower()
+        for i, entity in enumerate(self.entities):
+            if entity.name.lower() == lowered:
+                return i
+        parts = set(lowered.replace(".", "").split())
+        for i, entity in enumerate(self.entities):
+            entity_parts = set(entity.name.lower().replace(".", "").split()) - set(TITLES)
+            if entity_parts and parts & entity_parts and not entity.name.startswith("the "):
+                return i
+        return None
+
+    def _last_mentioned(self, predicate) -> int | None:
+        for mention in reversed(self.history):
+            for index in mention.entities:
+                if predicate(self.entities[index]):
+                    return index
+        return None
+
+    def _recent_people(self, sentence: int, count: int = 2, gender: str = "u") -> tuple[int, ...]:
+        """Distinct characters from the latest sentences, newest sentence first, until there are ``count``."""
+        chosen: list[int] = []
+        by_sentence: dict[int, list[int]] = {}
+        for mention in self.history:
+            by_sentence.setdefault(mention.sentence, []).extend(mention.entities)
+        for index in sorted(by_sentence, reverse=True):
+            if index > sentence:
+                continue
+            for entity_index in by_sentence[index]:
+                entity = self.entities[entity_index]
+                fits = gender == "u" and entity.gender in PERSON_GENDERS or entity.gender == gender
+                if fits and not entity.plural and entity_index not in chosen:
+                    chosen.append(entity_index)
+            if len(chosen) >= count:
+                break
+        return tuple(sorted(chosen, key=self._first_mention)) if len(chosen) >= 2 else ()
+
+    def _first_mention(self, index: int) -> tuple[int, int]:
+        return next(((m.sentence, m.offset) for m in self.history if index in m.entities), (0, 0))
+
+    # --- pronouns -----------------------------------------------------------------------------------
+    def _tier(self, entity: Entity, gender: str) -> int:
+        """How well ``entity`` agrees with a singular pronoun: 2 exact, 1 unknown gender, 0 a named animal."""
+        if entity.plural:
+            return -1
+        if entity.gender == gender:
+            return 2
+        if gender in ("m", "f") and entity.gender == "u":
+            return 1
+        if gender in ("m", "f") and entity.gender == "n" and not entity.name.startswith("the "):
+            return 0
+        return -1
+
+    def _resolve_singular(self, gender: str, case: str, sentence: int) -> tuple[int, ...]:
+        ranked = []
+        subjects = {e for m in self.history if m.sentence == sentence and m.subject for e in m.entities}
+        for mention in self.history:
+            if len(mention.entities) != 1:
+                continue
+            index = mention.entities[0]
+            tier = self._tier(self.entities[index], gender)
+            if tier < 0:
+                continue
+            distance = sentence - mention.sentence
+            if case == "obj" and index in subjects:
+                continue  # "Then he dries him": a plain object pronoun is not its own clause's subject
+            if case == "refl" and distance:
+                continue
+            ranked.append((min(distance, 3), -tier, not mention.subject, -mention.offset, index))
+        if not ranked:
+            return ()
+        index = min(ranked)[-1]
+        entity = self.entities[index]
+        if entity.gender in ("u", "n") and gender in ("m", "f"):
+            entity.gender = gender  # learnt: the teacher is a "she", the owl Hoot a "he" (so no longer an "it")
+        return (index,)
+
+    def _resolve_plural(self, sentence: int) -> tuple[int, ...]:
+        for back in range(0, 4):
+            index = sentence - back
+            if index < 0:
+                break
+            for group in reversed(self.groups.get(index, [])):
+                if len(group) >= 2:
+                    return group
+            for mention in reversed([m for m in self.history if m.sentence == index]):
+                if len(mention.entities) == 1 and self.entities[mention.entities[0]].plural:
+                    return mention.entities
+            people = {e for m in self.history if m.sentence == index for e in m.entities}
+            if len(people) >= 2:
+                return tuple(sorted(people, key=self._first_mention))
+        return self._recent_people(sentence)
+
+    # --- the walk ----------------------------------------------------------------------------------
+    def _noun_phrase(self, toks: list[Token], i: int, sentence: str) -> tuple[int, list[str], str] | None:
+        """``toks[i]`` is a determiner: the end index, modifiers and head noun of a character noun phrase."""
+        mods: list[str] = []
+        j = i + 1
+        while j < len(toks) and j - i <= 4:
+            if _gap(sentence, toks[j - 1], toks[j]).strip():
+                return None
+            word = toks[j][0].lower()
+            if word in CHARACTER_NOUNS or word in PLURAL_NOUNS:
+                following = toks[j + 1][0].lower() if j + 1 < len(toks) else ""
+                if (following in CHARACTER_NOUNS or following in PLURAL_NOUNS) and not _gap(
+                    sentence, toks[j], toks[j + 1]
+                ).strip():
+                    mods.append(word)
+                    j += 1
+                    continue
+                return j + 1, mods, word
+            if word in STOP_AFTER_NOUN or word in PRONOUNS or word in SETTING_PREPOSITIONS or toks[j][0][0].isupper():
+                return None
+            mods.append(word)
+            j += 1
+        return None
+
+    def _tail(self, toks: list[Token], end: int, sentence: str) -> str:
+        """A short visual tail after a noun: "with red hair", "in a yellow raincoat", "wearing a hat"."""
+        if (
+            end >= len(toks)
+            or toks[end][0].lower() not in ("with", "wearing", "in")
+            or _gap(sentence, toks[end - 1], toks[end]).strip()
+        ):
+            return ""
+        taken = [toks[end]]
+        for tok in toks[end + 1 : end + 6]:
+            word = tok[0].lower()
+            if (
+                _gap(sentence, taken[-1], tok).strip()
+                or word in STOP_AFTER_NOUN
+                or (len(word) > 4 and word.endswith("ed"))
+                or word in LOCATIONS
+            ):
+                break
+            taken.append(tok)
+        if len(taken) < 2 or taken[-1][0].lower() in ARTICLES:
+            return ""
+        return sentence[taken[0][1] : taken[-1][2]]
+
+    def _is_name(self, toks: list[Token], i: int) -> bool:
+        word = toks[i][0].removesuffix("'s").removesuffix("’s")
+        lowered = word.lower()
+        if not word[0].isupper() or lowered in COMMON_CAPITALISED and lowered not in TITLES:
+            return False
+        if lowered in MALE_NAMES or lowered in FEMALE_NAMES or self._find_named(word) is not None:
+            return True
+        if lowered in TITLES:
+            return i + 1 < len(toks) and toks[i + 1][0][0].isupper()
+        if i and toks[i - 1][0].lower() in SETTING_PREPOSITIONS:
+            return False  # "in Paris", "to Rome": a place
+        if i:
+            return True
+        following = toks[i + 1][0].lower() if i + 1 < len(toks) else ""
+        return word in self.story_caps or (
+            not lowered.endswith("ly") and (following.endswith(("ed", "s")) or following == "and")
+        )
+
+    def _name_span(self, toks: list[Token], i: int, sentence: str) -> tuple[int, str, str]:
+        """End index, name text and gender of the name starting at ``toks[i]`` ("Captain Rosa", "Mr. Green")."""
+        j = i
+        while (
+            toks[j][0].lower() in TITLES
+            and j + 1 < len(toks)
+            and toks[j + 1][0][0].isupper()
+            and _gap(sentence, toks[j], toks[j + 1]).strip() in ("", ".")
+        ):
+            j += 1
+        genders = [TITLES.get(t[0].lower(), "u") for t in toks[i:j]]
+        base = toks[j][0].lower().removesuffix("'s").removesuffix("’s")
+        genders.append("m" if base in MALE_NAMES else "f" if base in FEMALE_NAMES else "u")
+        gender = next((g for g in reversed(genders) if g != "u"), "u")
+        text = sentence[toks[i][1] : toks[j][2]]
+        return j + 1, re.sub(r"['’]s$", "", text), gender
+
+    def _setting(self, sentence: str, previous: str) -> str:
+        place = ""
+        pattern = (
+            r"\b(?:"
+            + "|".join(SETTING_PREPOSITIONS)
+            + r")\s+((?:the|a|an|his|her|their|its|our)\s+(?:[a-z]+\s+){0,2}?([a-z]+))\b"
+        )
+        for match in re.finditer(pattern, sentence, re.IGNORECASE):
+            if match.group(2).lower() in LOCATIONS:
+                place = re.sub(r"^(his|her|their|its|our)\b", "the", match.group(1), flags=re.IGNORECASE)
+        times = [t for t in TIMES if t in sentence.lower()]
+        previous_place, _, previous_time = previous.partition(", ")
+        place = place or previous_place
+        time_of_day = times[-1] if times else previous_time
+        return ", ".join(p for p in (place, time_of_day) if p)
+
+    def resolve(self) -> dict[str, Any]:
+        """The story plan as plan JSON (the format the story task's parser validates)."""
+        references: list[list[tuple[str, tuple[int, ...]]]] = []
+        frame_entities: list[list[int]] = []
+        settings: list[str] = []
+        setting = ""
+        for s_index, sentence in enumerate(self.sentences):
+            refs, present = self._walk(s_index, sentence)
+            references.append(refs)
+            frame_entities.append(present)
+            setting = self._setting(sentence, setting)
+            settings.append(setting)
+        first_setting = next((s for s in settings if s), "")
+        characters = [
+            {"name": e.name, "description": _describe(e), "reference_image": None}
+            for i, e in enumerate(self.entities)
+            if any(i in p for p in frame_entities)
+        ]
+        frames = []
+        for sentence, refs, present, place in zip(self.sentences, references, frame_entities, settings, strict=True):
+            named_refs = [(m, [self.entities[i].name for i in ids]) for m, ids in refs]
+            frames.append(
+                {
+                    "sentence": sentence,
+                    "text": render_frame_text(sentence, named_refs),
+                    "characters": list(dict.fromkeys(self.entities[i].name for i in present)),
+                    "setting": place or first_setting,
+                    "references": [{"mention": m, "refers_to": names} for m, names in named_refs],
+                }
+            )
+        return {"task": "story", "characters": characters, "frames": frames}
+
+    def _walk(self, s_index: int, sentence: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[int]]:
+        toks = words(sentence)
+        refs: list[tuple[str, tuple[int, ...]]] = []
+        chain: list[int] = []
+        last: tuple[int, tuple[int, ...]] | None = None  # token end index and entities of the latest mention
+        present: list[int] = []
+
+        def mention(entities: tuple[int, ...], start: int, end: int) -> None:
+            nonlocal last, chain
+            if not entities:
+                return
+            subject = not any(m.sentence == s_index for m in self.history)
+            self.history.append(Mention(s_index, toks[start][1], entities, subject))
+            present.extend(e for e in entities if e not in present)
+            if last is not None and re.fullmatch(
+                r"\s*(,|and|, and)\s*", sentence[toks[last[0] - 1][2] : toks[start][1]]
+            ):
+                chain.extend(entities)
+            else:
+                chain = list(entities)
+            if len(chain) >= 2:
+                self.groups.setdefault(s_index, []).append(tuple(dict.fromkeys(chain)))
+            last = (end, entities)
+
+        i = 0
+        while i < len(toks):
+            word = toks[i][0]
+            lowered = word.lower()
+            if lowered in PRONOUNS:
+                gender, case = PRONOUNS[lowered]
+                following = toks[i + 1][0].lower() if i + 1 < len(toks) else ""
+                if case == "obj|poss":
+                    case = "poss" if following and following not in NON_NOUNS else "obj"
+                if (
+                    lowered == "it"
+                    and following in ("is", "was", "'s")
+                    and i + 2 < len(toks)
+                    and toks[i + 2][0].lower() in EXPLETIVE_AFTER_IT
+                ):
+                    i += 1
+                    continue
+                if gender == "p":
+                    resolved = self._resolve_plural(s_index)
+                else:
+                    resolved = self._resolve_singular(gender, case.split("|")[0], s_index)
+                if resolved:
+                    refs.append((word, resolved))
+                    mention(resolved, i, i + 1)
+                i += 1
+                if case == "poss" and i < len(toks):
+                    i = self._owned(toks, i - 1, sentence, s_index, mention)
+                continue
+            if lowered in ARTICLES or lowered in NUMBER_WORDS:
+                handled = self._determiner_phrase(toks, i, sentence, s_index, refs, last, mention)
+                if handled is not None:
+                    i = handled
+                    continue
+            if word[0].isupper() and self._is_name(toks, i):
+                end, name, gender = self._name_span(toks, i, sentence)
+                index = self._find_named(name)
+                if index is None:
+                    titles = {TITLE_NOUNS[t[0].lower()] for t in toks[i:end] if t[0].lower() in TITLE_NOUNS}
+                    index = self._add(Entity(name, gender, nouns=titles))
+                mention((index,), i, end)
+                i = end
+                if toks[end - 1][0].endswith(("'s", "’s")):
+                    i = self._owned(toks, end - 1, sentence, s_index, mention)
+                continue
+            i += 1
+        return refs, present
+
+    def _owned(self, toks: list[Token], det: int, sentence: str, s_index: int, mention) -> int:
+        """After "his"/"Tom's": "his dog" is a character of its own (new, or the dog already seen)."""
+        phrase = self._noun_phrase(toks, det, sentence)
+        if phrase is None:
+            return det + 1
+        end, mods, noun = phrase
+        if noun in PLURAL_NOUNS:
+            return end  # "his friends": too vague to become a character of its own
+        description = f"{'an' if (mods or [noun])[0][0] in 'aeiou' else 'a'} {' '.join([*mods, noun])}"
+        named = self._appositive_name(toks, end, sentence)
+        if named is not None:  # "his old horse, Clover"
+            end, name, _ = named
+            index = self._find_named(name)
+            if index is None:
+                index = self._add(Entity(name, CHARACTER_NOUNS[noun], nouns={noun}, description=description))
+            mention((index,), det + 1, end)
+            return end
+        index = self._last_mentioned(lambda e: noun in e.nouns)
+        if index is None:
+            index = self._add(Entity(f"the {noun}", CHARACTER_NOUNS[noun], nouns={noun}, description=description))
+        mention((index,), det + 1, end)
+        return end
+
+    def _appositive_name(self, toks: list[Token], end: int, sentence: str) -> tuple[int, str, str] | None:
+        """A name set off by a comma right after a noun phrase: "his old horse, Clover"."""
+        if end >= len(toks) or _gap(sentence, toks[end - 1], toks[end]).strip() != ",":
+            return None
+        if not toks[end][0][0].isupper() or not self._is_name(toks, end):
+            return None
+        return self._name_span(toks, end, sentence)
+
+    def _determiner_phrase(self, toks, i, sentence, s_index, refs, last, mention) -> int | None:
+        """Handle "a/an/two/the ... noun" at ``toks[i]``; the index after it, or None when it is no character."""
+        phrase = self._noun_phrase(toks, i, sentence)
+        if phrase is None:
+            return None
+        end, mods, noun = phrase
+        det = toks[i][0].lower()
+        text = sentence[toks[i][1] : toks[end - 1][2]]
+        plural = noun in PLURAL_NOUNS
+        gender = PLURAL_NOUNS.get(noun) or CHARACTER_NOUNS[noun]
+        if det == "the" or (det in NUMBER_WORDS and noun in COLLECTIVE):
+            known = self._definite(noun, mods, plural, gender, s_index)
+            if known:
+                refs.append((text, known))
+                mention(known, i, end)
+                return end
+        bare = " ".join([*(m for m in mods if m not in NUMBER_WORDS or det != "the"), noun])
+        if plural:
+            head = bare
+        elif det == "the":
+            head = f"{'an' if bare[0] in 'aeiou' else 'a'} {bare}"
+        else:
+            head = text[0].lower() + text[1:]
+        description = f"{head} {self._tail(toks, end, sentence)}".strip()
+        described = self._describes_previous(toks, i, sentence, last)
+        if described is not None and det in ("a", "an") and not plural:
+            entity = self.entities[described]
+            entity.nouns.add(noun)
+            entity.description = entity.description or description
+            if entity.gender == "u" or entity.gender == "n" and gender != "n":
+                entity.gender = gender
+            return end
+        if end + 1 < len(toks) and toks[end][0].lower() in ("named", "called") and toks[end + 1][0][0].isupper():
+            name_end, name, name_gender = self._name_span(toks, end + 1, sentence)
+            index = self._find_named(name)
+            if index is None:
+                entity = Entity(name, gender if gender != "u" else name_gender, nouns={noun}, description=description)
+                index = self._add(entity)
+            mention((index,), i, name_end)
+            return name_end
+        named = self._appositive_name(toks, end, sentence)
+        if named is not None and plural:
+            return end  # "The twins, Ana and Eva,": the names that follow are the group
+        traits = {m for m in mods if m in AGE_TRAITS}
+        if named is not None:  # "a horse, Clover"
+            name_end, name, _ = named
+            index = self._find_named(name)
+            if index is None:
+                index = self._add(Entity(name, gender, nouns={noun}, description=description, traits=traits))
+            mention((index,), i, name_end)
+            return name_end
+        name = "the " + " ".join([*(m for m in mods if m not in NUMBER_WORDS), noun])
+        index = self._add(Entity(name, gender, plural=plural, nouns={noun}, description=description, traits=traits))
+        mention((index,), i, end)
+        return end
+
+    def _definite(self, noun: str, mods: list[str], plural: bool, gender: str, s_index: int) -> tuple[int, ...]:
+        """Who "the boy" / "the two friends" is, when the story already has them; () for someone new."""
+        if plural:
+            group = self._last_mentioned(lambda e: e.plural and noun in e.nouns)
+            if group is None and gender != "n":  # "three children" ... "the kids"
+                group = self._last_mentioned(lambda e: e.plural and e.gender != "n" and gender in (e.gender, "u"))
+            if group is not None:
+                return (group,)
+            if noun in COLLECTIVE or gender in ("m", "f") or mods and mods[0] in NUMBER_WORDS:
+                count = NUMBER_WORDS.get(mods[0], 2) if mods and mods[0] in NUMBER_WORDS else 2
+                return self._recent_people(s_index + 1, count, gender)
+            return ()
+        index = self._last_mentioned(lambda e: noun in e.nouns and not e.plural)
+        if index is None and noun in GENERIC_PEOPLE:
+            index = self._last_mentioned(lambda e: self._could_be(e, noun))
+            if index is not None:
+                self.entities[index].nouns.add(noun)  # "Mia" ... "the girl": now we know how Mia looks
+        return () if index is None else (index,)
+
+    @staticmethod
+    def _could_be(entity: Entity, noun: str) -> bool:
+        """Whether "the <noun>" can mean ``entity`` although it was never called that ("Mia" ... "the girl")."""
+        gender = CHARACTER_NOUNS[noun]
+        if entity.plural or entity.gender not in (gender, "u") or entity.gender == "u" and gender == "u":
+            return False
+        young = noun in YOUNG
+        if young and entity.traits & {"old", "elderly"}:
+            return False  # "the old king" is not "the boy"
+        return not any((other in YOUNG) != young for other in entity.nouns if other in GENERIC_PEOPLE)
+
+    def _describes_previous(self, toks: list[Token], i: int, sentence: str, last) -> int | None:
+        """The character an indefinite noun phrase describes: "Tom, a small boy" or "Tom was a knight"."""
+        if last is None or len(last[1]) != 1:
+            return None
+        end = last[0]
+        gap = sentence[toks[end - 1][2] : toks[i][1]]
+        if re.fullmatch(r"\s*,\s*", gap):
+            return last[1][0]
+        if re.fullmatch(r"\s+(is|was|became|seemed)\s+", gap, re.IGNORECASE):
+            return last[1][0]
+        return None

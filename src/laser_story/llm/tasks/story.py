@@ -1,0 +1,287 @@
+"""The story task (StoryGPT-V): a character registry and one frame per sentence, every reference resolved.
+
+Owns the plan (``StoryPlan``, ``parse_story_plan``), the LLM reply schema, prompt and normaliser, and the
+rule-based planner (``coref``'s recency-and-agreement resolver). The reply schema is smaller than the plan
+(only the registry and per-sentence references; the frame text is written by
+``language.render_frame_text``), so a small model has less to get wrong and fewer tokens to generate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..coref import StoryResolver
+from ..language import PRONOUNS, find_word, names_in, render_frame_text, split_sentences
+from .base import (
+    Call,
+    Messages,
+    PlanError,
+    Request,
+    Task,
+    check_task,
+    few_shot,
+    list_field,
+    load_json_object,
+    string_field,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Character:
+    """A registry entry: the name frames use, how the character always looks, an optional reference image."""
+
+    name: str
+    description: str
+    reference_image: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A pronoun or vague reference in a sentence and the registry names it stands for."""
+
+    mention: str
+    refers_to: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One sentence of the story as a picture: the resolved text, who is in it, and where."""
+
+    sentence: str
+    text: str
+    characters: tuple[str, ...]
+    setting: str
+    references: tuple[Reference, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StoryPlan:
+    """Story plan (StoryGPT-V): a character registry and one frame per sentence with references resolved."""
+
+    characters: tuple[Character, ...]
+    frames: tuple[Frame, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": "story",
+            "characters": [
+                {"name": c.name, "description": c.description, "reference_image": c.reference_image}
+                for c in self.characters
+            ],
+            "frames": [
+                {
+                    "sentence": f.sentence,
+                    "text": f.text,
+                    "characters": list(f.characters),
+                    "setting": f.setting,
+                    "references": [{"mention": r.mention, "refers_to": list(r.refers_to)} for r in f.references],
+                }
+                for f in self.frames
+            ],
+        }
+
+
+def _names(value: Any, where: str, known: dict[str, str], *, min_items: int = 0) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise PlanError(f"{where} must be a list of character names")
+    if len(value) < min_items:
+        raise PlanError(f"{where} needs at least {min_items} character name(s)")
+    unknown = [n for n in value if n.strip().lower() not in known]
+    if unknown:
+        raise PlanError(
+            f"{where} names {unknown[0]!r}, which is not in 'characters'; use one of {sorted(known.values())}"
+        )
+    return tuple(known[n.strip().lower()] for n in value)
+
+
+def parse_story_plan(data: dict[str, Any] | str, what: str = "story plan") -> StoryPlan:
+    """Validate and normalise a story plan (dict or JSON text); every name must be in the registry."""
+    obj = load_json_object(data, what)
+    check_task(obj, "story", what)
+    characters, known = [], {}
+    for i, entry in enumerate(list_field(obj, "characters", what)):
+        where = f"{what}: characters[{i}]"
+        if not isinstance(entry, dict):
+            raise PlanError(f"{where} must be an object with 'name' and 'description'")
+        name = string_field(entry, "name", where)
+        if name.lower() in known:
+            raise PlanError(f"{where}: field 'name' repeats {name!r}; names must be unique")
+        ref = entry.get("reference_image")
+        if ref is not None and (not isinstance(ref, int) or isinstance(ref, bool) or ref < 0):
+            raise PlanError(f"{where}: field 'reference_image' must be null or an image index >= 0, got {ref!r}")
+        known[name.lower()] = name
+        characters.append(Character(name, string_field(entry, "description", where), ref))
+    frames = []
+    for i, entry in enumerate(list_field(obj, "frames", what, min_items=1)):
+        where = f"{what}: frames[{i}]"
+        if not isinstance(entry, dict):
+            raise PlanError(f"{where} must be an object with 'sentence', 'text', 'characters' and 'setting'")
+        refs = []
+        for j, ref in enumerate(entry.get("references", [])):
+            if not isinstance(ref, dict):
+                raise PlanError(f"{where}: references[{j}] must be an object with 'mention' and 'refers_to'")
+            mention = string_field(ref, "mention", f"{where}: references[{j}]")
+            targets = _names(ref.get("refers_to"), f"{where}: references[{j}].refers_to", known, min_items=1)
+            refs.append(Reference(mention, targets))
+        frames.append(
+            Frame(
+                sentence=string_field(entry, "sentence", where),
+                text=string_field(entry, "text", where),
+                characters=_names(entry.get("characters", []), f"{where}: field 'characters'", known),
+                setting=string_field(entry, "setting", where, required=False),
+                references=tuple(refs),
+            )
+        )
+    return StoryPlan(tuple(characters), tuple(frames))
+
+
+# --- LLM reply -------------------------------------------------------------------------------------
+def story_schema(sentences: int) -> dict[str, Any]:
+    """Reply schema for a story of ``sentences`` sentences: exactly one frame per sentence."""
+    name = {"type": "string", "minLength": 1, "maxLength": 40}
+    reference = {
+        "type": "object",
+        "properties": {
+            "mention": {"type": "string", "minLength": 1, "maxLength": 30},
+            "refers_to": {"type": "array", "items": name, "minItems": 1, "maxItems": 4},
+        },
+        "required": ["mention", "refers_to"],
+        "additionalProperties": False,
+    }
+    frame = {
+        "type": "object",
+        "properties": {
+            "setting": {"type": "string", "maxLength": 60},
+            "references": {"type": "array", "items": reference, "maxItems": 6},
+        },
+        "required": ["setting", "references"],
+        "additionalProperties": False,
+    }
+    character = {
+        "type": "object",
+        "properties": {"name": name, "description": {"type": "string", "maxLength": 100}},
+        "required": ["name", "description"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "characters": {"type": "array", "items": character, "minItems": 1, "maxItems": 8},
+            "frames": {"type": "array", "items": frame, "minItems": sentences, "maxItems": sentences},
+        },
+        "required": ["characters", "frames"],
+        "additionalProperties": False,
+    }
+
+
+STORY_INSTRUCTIONS = (
+    "Read the story. List its characters with a short visual description. Then give one frame per numbered "
+    "sentence: its setting, and every pronoun (he, she, it, they, him, her, his, their) or vague reference "
+    "(the boy) in that sentence with the character names it means. Answer with JSON only."
+)
+STORY_EXAMPLE = (
+    "1. Tom, a boy in a red cap, walked his dog Rex to the park.\n2. He threw a ball and it ran after it.\n"
+    "3. Later Tom met Anna, and they sat under a tree.",
+    {
+        "characters": [
+            {"name": "Tom", "description": "a boy in a red cap"},
+            {"name": "Rex", "description": "a dog"},
+            {"name": "Anna", "description": "a girl"},
+        ],
+        "frames": [
+            {"setting": "the park", "references": [{"mention": "his", "refers_to": ["Tom"]}]},
+            {
+                "setting": "the park",
+                "references": [{"mention": "He", "refers_to": ["Tom"]}, {"mention": "it", "refers_to": ["Rex"]}],
+            },
+            {"setting": "the park", "references": [{"mention": "they", "refers_to": ["Tom", "Anna"]}]},
+        ],
+    },
+)
+
+
+def numbered(sentences: list[str]) -> str:
+    return "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
+
+
+def story_messages(sentences: list[str]) -> Messages:
+    return few_shot(STORY_INSTRUCTIONS, STORY_EXAMPLE, numbered(sentences))
+
+
+def _fallback_description(name: str) -> str:
+    return f"a character named {name}"
+
+
+def normalise_story(obj: dict[str, Any], sentences: list[str]) -> tuple[StoryPlan, list[str]]:
+    """Make a schema-valid story reply a valid ``StoryPlan`` over exactly ``sentences``."""
+    notes: list[str] = []
+    registry: dict[str, Character] = {}
+    for entry in obj["characters"]:
+        name = " ".join(entry["name"].split())
+        if not name or name.lower() in registry or name.lower() in PRONOUNS:
+            notes.append(f"dropped the character name {name!r} (empty, repeated or a pronoun)")
+            continue
+        description = " ".join(entry["description"].split()) or _fallback_description(name)
+        registry[name.lower()] = Character(name, description)
+    frames_in = list(obj["frames"])
+    if len(frames_in) != len(sentences):
+        notes.append(f"fitted {len(frames_in)} frames to {len(sentences)} sentences")
+        frames_in = (frames_in + [{"setting": "", "references": []}] * len(sentences))[: len(sentences)]
+    frames, setting = [], ""
+    for sentence, entry in zip(sentences, frames_in, strict=True):
+        placed: list[tuple[int, Reference]] = []
+        searched: dict[str, int] = {}
+        for ref in entry["references"]:
+            mention = ref["mention"].strip()
+            span = find_word(sentence, mention, searched.get(mention.lower(), 0))
+            if span is None:
+                notes.append(f"dropped {mention!r}, which is not in sentence {sentence!r}")
+                continue
+            searched[mention.lower()] = span[1]
+            names = []
+            for target in ref["refers_to"]:
+                target = " ".join(target.split())
+                if not target or target.lower() in PRONOUNS:
+                    notes.append(f"dropped {target!r} as the character {mention!r} refers to")
+                    continue
+                if target.lower() not in registry:
+                    notes.append(f"added {target!r}, named in a reference, to the characters")
+                    registry[target.lower()] = Character(target, _fallback_description(target))
+                names.append(registry[target.lower()].name)
+            if names:
+                placed.append((span[0], Reference(sentence[span[0] : span[1]], tuple(dict.fromkeys(names)))))
+        references = [r for _, r in sorted(placed, key=lambda p: p[0])]
+        setting = " ".join(entry["setting"].split()) or setting
+        explicit = names_in(sentence, [c.name for c in registry.values()])
+        present = dict.fromkeys([*explicit, *(n for r in references for n in r.refers_to)])
+        text = render_frame_text(sentence, [(r.mention, r.refers_to) for r in references])
+        frames.append(Frame(sentence, text, tuple(present), setting, tuple(references)))
+    plan = StoryPlan(tuple(registry.values()), tuple(frames))
+    return parse_story_plan(plan.to_json(), "story reply"), notes
+
+
+def plan_story(text: str) -> StoryPlan:
+    """The rule-based story plan of ``text``."""
+    return parse_story_plan(StoryResolver(text).resolve(), "rule-based story plan")
+
+
+def plan_llm(request: Request, call: Call) -> StoryPlan:
+    sentences = split_sentences(request.text)
+    return call(
+        story_messages(sentences),
+        story_schema(len(sentences)),
+        lambda obj: normalise_story(obj, sentences),
+        "story",
+    )
+
+
+TASK = Task(
+    name="story",
+    version=1,
+    description="characters and one frame per sentence",
+    parse=parse_story_plan,
+    plan_rules=lambda request: plan_story(request.text),
+    plan_llm=plan_llm,
+    prompt_overhead=lambda request: story_messages([]),
+)

@@ -1,0 +1,108 @@
+"""What every trainer of the pack shares: the loss log, checkpoints that survive a restart, the learning-rate
+schedule, keyed random generators, weight initialisation and the command line around a run.
+
+Every random draw of a run is keyed by (seed, stage, step), so a run resumed from its last checkpoint
+continues the very sequence it would have drawn without the interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import time
+from typing import Any
+
+import torch
+
+from ..tinyworld import world
+
+
+class Logger:
+    """Losses as JSON lines in ``path`` and one readable line on stdout."""
+    def __init__(self, path: str):
+        self.path = path
+        self.t0 = time.time()
+
+    def __call__(self, stage: str, step: int, **values: float) -> None:
+        rec = {"stage": stage, "step": step, "time": round(time.time() - self.t0, 1), **values}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        vals = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        print(f"[{stage} {step}] {vals}", flush=True)
+
+
+def save_checkpoint(obj: Any, path: str) -> None:
+    """Write atomically, so a run killed mid-write resumes from the previous checkpoint."""
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> Any | None:
+    """The checkpoint at ``path``, or None when there is none yet."""
+    if not os.path.isfile(path):
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def torch_generator(*key: int | str) -> torch.Generator:
+    """A torch RNG keyed like ``world.rng_for``: the same key gives the same draws after a resume."""
+    return torch.Generator().manual_seed(int(world.rng_for(*key).integers(2**62)))
+
+
+def training_init(module: torch.nn.Module, zero_suffixes: tuple[str, ...] = ()) -> None:
+    """PyTorch's default initialisation (ComfyUI's layers skip it), 0.02-normal embeddings, and zeros for the
+    output layers Stable Diffusion zero-initialises (``zero_suffixes``). Uses the global torch RNG."""
+    for name, m in module.named_modules():
+        layer = next((b for b in (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear) if isinstance(m, b)), None)
+        if layer is not None:
+            layer.reset_parameters(m)  # the torch.nn method itself: ComfyUI's subclasses override it with a no-op
+        elif isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
+            if m.weight is not None:
+                torch.nn.init.ones_(m.weight)
+                torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.Embedding):
+            torch.nn.init.normal_(m.weight, std=0.02)
+        if zero_suffixes and name.endswith(zero_suffixes):
+            for p in m.parameters(recurse=False):
+                torch.nn.init.zeros_(p)
+
+
+def last_losses(log_path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not os.path.isfile(log_path):
+        return out
+    with open(log_path) as f:
+        for line in f:
+            rec = json.loads(line)
+            out[rec["stage"]] = {k: v for k, v in rec.items() if k not in ("stage",)}
+    return out
+
+
+def config_overrides(parser: argparse.ArgumentParser, config_class: type, pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as overrides of a config dataclass's fields (numbers only)."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    overrides: dict[str, Any] = {}
+    for kv in pairs:
+        k, _, v = kv.partition("=")
+        if k not in fields:
+            parser.error(f"--set {k}: no such {config_class.__name__} field ({', '.join(sorted(fields))})")
+        overrides[k] = float(v) if "." in v or "e" in v.lower() else int(v)
+    return overrides
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """The command that reproduces this run, as it goes into the weights' metadata."""
+    return f"python -m {module} " + " ".join(shlex.quote(x) for x in argv)

@@ -1,0 +1,433 @@
+"""Train the built-in tiny text-to-image model on the procedural world.
+
+    python -m laser_story.training.tiny_model --seed 0 --threads 2 --out src/laser_story/tinyworld/weights/tinyworld.safetensors
+
+Stages (each resumes from its last checkpoint under ``--work``, default ``.cache/tinyworld/seed<N>``):
+
+1. ``vae``   ComfyUI AutoencoderKL (downscale 8, 4 channels) on random world renders: L1 + L2
+             reconstruction (object pixels weighted up) + a small KL term; then an exact
+             re-parametrisation so ``latent * 0.18215`` (ComfyUI's SD1.5 latent format) has zero mean and
+             unit variance per channel.
+2. ``data``  renders ``n_scenes`` training scenes (held-out scenes excluded) and caches their latents.
+3. ``unet``  ComfyUI's SD1.5-topology UNet (eps prediction, SD's scaled-linear beta schedule taken from
+             ComfyUI's own ``model_sampling``), min-SNR-5 loss weighting, 10 % caption dropout for
+             classifier-free guidance, EMA of the weights. The tiny CLIP text encoder (ComfyUI's SD1 CLIP
+             over the real SD1 tokenizer) trains jointly through cross-attention, plus an auxiliary
+             per-token loss that predicts the attributes of the object each caption token describes.
+4. ``export`` EMA weights to one float16 safetensors file with the spec and this command in its metadata.
+
+Losses go to stdout and ``<work>/train.log`` (JSON lines). Every random draw is keyed by (seed, stage,
+step), so a resumed run continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from ..tinyworld import host, weights, world
+from ..tinyworld.model import TinySpec
+from .common import (
+    Logger,
+    command_line,
+    config_overrides,
+    cosine_lr,
+    last_losses,
+    load_checkpoint,
+    save_checkpoint,
+    torch_generator,
+    training_init,
+)
+from .data import heldout_keys, render_batch
+from .text import ATTR_VALUES, ATTRS, CaptionTokens, text_forward, vocabulary_token_ids
+
+LATENT_SCALE = 0.18215  # comfy.latent_formats.SD15.scale_factor
+
+# The spec of the shipped model: SD1.5 block topology (12 input / 12 output blocks, 16 transformers), 64
+# channels at every level so attention heads are 8 wide (SD15 fixes 8 heads).
+TRAINED_SPEC = TinySpec(
+    model_channels=64,
+    channel_mult=(1, 1, 1, 1),
+    num_res_blocks=2,
+    attention_levels=(True, True, True, False),
+    context_dim=64,
+    clip_layers=3,
+    clip_heads=2,
+    clip_intermediate=128,
+    vae_ch=32,
+    vae_ch_mult=(1, 2, 2, 2),
+)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    seed: int = 0
+    threads: int = 1
+    # VAE
+    vae_steps: int = 2400
+    vae_batch: int = 12
+    vae_crop: int = 0  # > 0: train on random crops of this side (batch 2 * vae_batch) until the last vae_full_steps
+    vae_full_steps: int = 0
+    vae_lr: float = 1e-3
+    vae_kl: float = 1e-6
+    vae_object_weight: float = 4.0
+    vae_grad: float = 1.0  # L1 on image gradients: sharp outlines
+    # data
+    n_scenes: int = 16000
+    # UNet + text encoder
+    unet_steps: int = 5600
+    unet_batch: int = 64
+    unet_lr: float = 5e-4
+    text_lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    min_snr: float = 5.0
+    snr_floor: float = 0.1
+    cond_dropout: float = 0.1
+    unk_insert: float = 0.1  # chance per caption of inserting an out-of-vocabulary token
+    aux_weight: float = 0.2
+    ema_decay: float = 0.999
+    ckpt_every: int = 200
+    log_every: int = 50
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        presets = {
+            "full": {},
+            "smoke": dict(vae_steps=6, vae_batch=2, n_scenes=48, unet_steps=6, unet_batch=4,
+                          warmup=2, ckpt_every=3, log_every=1),
+        }
+        return cls(**{**presets[name], **overrides})
+
+
+# ------------------------------------------------------------------------------------------------- VAE
+
+
+def vae_forward(fs, x: torch.Tensor, gen: torch.Generator | None = None):
+    moments = fs.quant_conv(fs.encoder(x))
+    mean, logvar = moments.chunk(2, dim=1)
+    logvar = logvar.clamp(-30.0, 20.0)
+    z = mean if gen is None else mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
+    rec = fs.decoder(fs.post_quant_conv(z))
+    return rec, mean, logvar
+
+
+def train_vae(cfg: TrainConfig, spec: TinySpec, work: str, log: Logger):
+    from ..tinyworld.model import build_vae
+
+    final = os.path.join(work, "vae.pt")
+    vae = build_vae(spec, seed=cfg.seed + 2)
+    fs = vae.first_stage_model.float()
+    done = load_checkpoint(final)
+    if done is not None:
+        fs.load_state_dict(done["state"])
+        return vae
+    torch.manual_seed(cfg.seed + 2)
+    training_init(fs)
+    with torch.no_grad():  # start nearly deterministic: posterior std 0.02 instead of 1
+        fs.quant_conv.bias[fs.quant_conv.bias.numel() // 2 :] = -8.0
+    fs.train()
+    for p in fs.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(fs.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    ckpt_path = os.path.join(work, "vae_ckpt.pt")
+    start = 0
+    ck = load_checkpoint(ckpt_path)
+    if ck is not None:
+        fs.load_state_dict(ck["state"])
+        opt.load_state_dict(ck["opt"])
+        start = ck["step"]
+        print(f"[vae] resuming at step {start}", flush=True)
+    acc: dict[str, float] = {}
+    for step in range(start, cfg.vae_steps):
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, cfg.vae_steps, cfg.vae_lr, 100)
+        rng = world.rng_for("vae", cfg.seed, step)
+        full = cfg.vae_crop <= 0 or step >= cfg.vae_steps - cfg.vae_full_steps
+        n = cfg.vae_batch if full else 2 * cfg.vae_batch
+        x, a = render_batch(rng, n)
+        if not full:
+            c = cfg.vae_crop
+            oy, ox = (int(v) * 8 for v in rng.integers(0, (64 - c) // 8 + 1, size=2))
+            x, a = x[:, :, oy : oy + c, ox : ox + c], a[:, :, oy : oy + c, ox : ox + c]
+        rec, mean, logvar = vae_forward(fs, x, torch_generator("vae-noise", cfg.seed, step))
+        w = 1.0 + cfg.vae_object_weight * a
+        l1 = ((rec - x).abs() * w).mean() / w.mean()
+        l2 = (((rec - x) ** 2) * w).mean() / w.mean()
+        kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).mean()
+        grad = sum(((torch.diff(rec, dim=d) - torch.diff(x, dim=d)).abs()).mean() for d in (2, 3))
+        loss = l1 + l2 + cfg.vae_grad * grad + cfg.vae_kl * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(fs.parameters(), 1.0)
+        opt.step()
+        for k, v in (("l1", l1), ("l2", l2), ("grad", grad), ("kl", kl)):
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        acc["n"] = acc.get("n", 0) + 1
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.vae_steps:
+            log("vae", step + 1, **{k: acc[k] / acc["n"] for k in ("l1", "l2", "grad", "kl")}, lr=opt.param_groups[0]["lr"])
+            acc = {}
+        if (step + 1) % cfg.ckpt_every == 0:
+            save_checkpoint({"state": fs.state_dict(), "opt": opt.state_dict(), "step": step + 1}, ckpt_path)
+    fs.eval()
+    for p in fs.parameters():
+        p.requires_grad_(False)
+    stats = calibrate_latents(fs, cfg)
+    log("vae", cfg.vae_steps, **stats)
+    save_checkpoint({"state": fs.state_dict(), "stats": stats}, final)
+    return vae
+
+
+@torch.no_grad()
+def calibrate_latents(fs, cfg: TrainConfig, n: int = 512) -> dict[str, float]:
+    """Exactly re-parametrise quant_conv / post_quant_conv so the model-space latent (raw * 0.18215) has
+    zero mean and unit standard deviation per channel; returns reconstruction figures."""
+    rng = world.rng_for("vae-calibration", cfg.seed)
+    x, _ = render_batch(rng, n)
+    means = torch.cat([vae_forward(fs, x[i : i + 64])[1] for i in range(0, n, 64)])
+    m = means.mean(dim=(0, 2, 3))
+    s = means.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    k = (1.0 / LATENT_SCALE) / s  # per channel
+    c = m.numel()
+    q, pq = fs.quant_conv, fs.post_quant_conv
+    q.weight[:c] *= k[:, None, None, None]
+    q.bias[:c] = k * (q.bias[:c] - m)
+    q.bias[c:] += 2.0 * torch.log(k)
+    bias_shift = (pq.weight[:, :, 0, 0] * m[None, :]).sum(1)
+    pq.weight /= k[None, :, None, None]
+    pq.bias += bias_shift
+    rec = torch.cat([vae_forward(fs, x[i : i + 64])[0] for i in range(0, n, 64)])
+    mse = float(((rec.clamp(-1, 1) - x) ** 2).mean() / 4.0)  # in 0..1 units
+    psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
+    new = torch.cat([vae_forward(fs, x[i : i + 64])[1] for i in range(0, n, 64)]) * LATENT_SCALE
+    return {"psnr": psnr, "latent_std": float(new.std()), "latent_mean": float(new.mean())}
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+@torch.no_grad()
+def build_dataset(cfg: TrainConfig, vae, work: str, log: Logger) -> dict[str, Any]:
+    path = os.path.join(work, "data.pt")
+    data = load_checkpoint(path)
+    if data is not None and len(data["scenes"]) == cfg.n_scenes:
+        return data
+    fs = vae.first_stage_model
+    exclude = heldout_keys()
+    scenes, latents = [], []
+    t0 = time.time()
+    for start in range(0, cfg.n_scenes, 256):
+        batch = [world.scene_from_seed(i, "train", exclude=exclude) for i in range(start, min(cfg.n_scenes, start + 256))]
+        x = torch.from_numpy(np.stack([world.render(s) for s in batch])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        latents.append(vae_forward(fs, x)[1].half())
+        scenes.extend(s.to_json() for s in batch)
+    data = {"scenes": scenes, "latents": torch.cat(latents)}
+    log("data", len(scenes), seconds=time.time() - t0)
+    save_checkpoint(data, path)
+    return data
+
+
+# ------------------------------------------------------------------------------------------------- UNet
+
+
+def _alphas_cumprod(model_patcher) -> torch.Tensor:
+    sigmas = model_patcher.model.model_sampling.sigmas.float()
+    return 1.0 / (1.0 + sigmas**2)
+
+
+def train_unet(cfg: TrainConfig, spec: TinySpec, data: dict[str, Any], work: str, log: Logger):
+    from ..tinyworld.model import build_clip, build_model
+
+    mp = build_model(spec, seed=cfg.seed)
+    clip = build_clip(spec, seed=cfg.seed + 1)
+    unet = mp.model.diffusion_model
+    te = clip.cond_stage_model.clip_l.transformer.float()  # ComfyUI keeps text encoders in fp16; train in fp32
+    tokens = CaptionTokens(clip.tokenizer)
+    unk_id = tokens.words("xylophone")[0]  # stand-in for every token outside the world's vocabulary
+    torch.manual_seed(cfg.seed)
+    # Stable Diffusion zero-initialises each ResBlock's last conv, each transformer's proj_out and the output conv
+    training_init(unet, zero_suffixes=("out_layers.3", "proj_out", "out.2"))
+    training_init(te)
+    d = spec.context_dim
+    heads = torch.nn.ModuleDict({a: torch.nn.Linear(d, len(v)) for a, v in ATTR_VALUES.items()})
+    torch.nn.init.normal_(heads["colour"].weight, std=0.02)
+    for m in (unet, te, heads):
+        m.train()
+        for p in m.parameters():
+            p.requires_grad_(True)
+    acp = _alphas_cumprod(mp)
+    snr = acp / (1 - acp)
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(unet.parameters()), "lr": cfg.unet_lr, "base": cfg.unet_lr, "weight_decay": cfg.weight_decay},
+            {"params": list(te.parameters()) + list(heads.parameters()), "lr": cfg.text_lr, "base": cfg.text_lr,
+             "weight_decay": 0.0},
+        ]
+    )
+    ema = {"unet": copy.deepcopy(unet.state_dict()), "te": copy.deepcopy(te.state_dict())}
+    ckpt_path = os.path.join(work, "unet_ckpt.pt")
+    start = 0
+    ck = load_checkpoint(ckpt_path)
+    if ck is not None:
+        unet.load_state_dict(ck["unet"])
+        te.load_state_dict(ck["te"])
+        heads.load_state_dict(ck["heads"])
+        opt.load_state_dict(ck["opt"])
+        ema = ck["ema"]
+        start = ck["step"]
+        print(f"[unet] resuming at step {start}", flush=True)
+    if start >= cfg.unet_steps:
+        return mp, clip, ema, tokens, unk_id
+    scenes = [world.Scene.from_json(s) for s in data["scenes"]]
+    latents = data["latents"].float() * LATENT_SCALE
+    n = len(scenes)
+    empty_ids, _ = tokens.encode([])
+    acc: dict[str, float] = {}
+    t_start = time.time()
+    for step in range(start, cfg.unet_steps):
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, cfg.unet_steps, g["base"], cfg.warmup)
+        rng = world.rng_for("unet", cfg.seed, step)
+        gen = torch_generator("unet-noise", cfg.seed, step)
+        idx = rng.integers(n, size=cfg.unet_batch)
+        ids_b, tgt_b = [], []
+        for i in idx:
+            tgt = np.full((tokens.max_len, len(ATTRS)), -100, dtype=np.int64)
+            if rng.random() < cfg.cond_dropout:
+                ids = list(empty_ids)
+            else:
+                segs, stated = world.caption_segments(scenes[i], rng)
+                ids, owner = tokens.encode(segs)
+                if rng.random() < cfg.unk_insert:  # an unknown word somewhere: learn to ignore it
+                    n_words = ids.index(tokens.end)
+                    at = int(rng.integers(1, n_words + 1))
+                    ids = (ids[:at] + [unk_id] + ids[at:])[: tokens.max_len]
+                    owner = (owner[:at] + [None] + owner[at:])[: tokens.max_len]
+                    ids[-1] = tokens.end if ids[-2] != tokens.end else ids[-1]
+                for p, o in enumerate(owner):
+                    if o is not None:
+                        for a, attr in enumerate(ATTRS):
+                            if attr in stated[o]:
+                                tgt[p, a] = ATTR_VALUES[attr].index(stated[o][attr])
+            ids_b.append(ids)
+            tgt_b.append(tgt)
+        ids_t = torch.tensor(ids_b, dtype=torch.long)
+        tgt_t = torch.from_numpy(np.stack(tgt_b))
+        ctx = text_forward(te, ids_t)
+        aux = sum(
+            F.cross_entropy(heads[a](ctx).reshape(-1, len(ATTR_VALUES[a])), tgt_t[..., k].reshape(-1),
+                            ignore_index=-100, reduction="sum") / (tgt_t[..., k] >= 0).sum().clamp_min(1)
+            for k, a in enumerate(ATTRS)
+        ) / len(ATTRS)
+        x0 = latents[torch.from_numpy(idx)]
+        t = torch.randint(0, acp.numel(), (cfg.unet_batch,), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        a_t = acp[t].view(-1, 1, 1, 1)
+        xt = a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps
+        pred = unet(xt, timesteps=t.float(), context=ctx)
+        # eps-loss = snr * x0-loss: weight x0 errors by clamp(snr, floor, min_snr) (Min-SNR with a floor, so the
+        # high-noise steps that decide the layout are not trained at a vanishing weight)
+        w = torch.clamp(snr[t], min=cfg.snr_floor, max=cfg.min_snr) / snr[t]
+        mse = ((pred - eps) ** 2).mean(dim=(1, 2, 3))
+        diff = (w * mse).mean()
+        loss = diff + cfg.aux_weight * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(te.parameters()), 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for name, module in (("unet", unet), ("te", te)):
+                for k, v in module.state_dict().items():
+                    e = ema[name][k]
+                    if e.dtype.is_floating_point:
+                        e.mul_(decay).add_(v.detach(), alpha=1 - decay)
+                    else:
+                        e.copy_(v)
+        for k, v in (("loss", diff), ("mse", mse.mean()), ("aux", aux)):
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        acc["n"] = acc.get("n", 0) + 1
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.unet_steps:
+            rate = (time.time() - t_start) / (step + 1 - start)
+            log("unet", step + 1, **{k: acc[k] / acc["n"] for k in ("loss", "mse", "aux")},
+                lr=opt.param_groups[0]["lr"], s_per_step=rate)
+            acc = {}
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.unet_steps:
+            save_checkpoint({"unet": unet.state_dict(), "te": te.state_dict(), "heads": heads.state_dict(),
+                   "opt": opt.state_dict(), "ema": ema, "step": step + 1}, ckpt_path)
+    return mp, clip, ema, tokens, unk_id
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def export(cfg: TrainConfig, spec: TinySpec, vae, clip, ema, tokens: CaptionTokens, unk_id: int, out: str,
+           command: str, losses: dict[str, Any]) -> None:
+    clip_sd = {k: v for k, v in clip.cond_stage_model.state_dict().items()}
+    prefix = "clip_l.transformer."
+    for k, v in ema["te"].items():
+        clip_sd[prefix + k] = v
+    weights.save(
+        out,
+        spec,
+        unet=ema["unet"],
+        clip=clip_sd,
+        vae=vae.first_stage_model.state_dict(),
+        keep_token_ids=vocabulary_token_ids(tokens),
+        default_token_id=unk_id,
+        metadata={"command": command, "seed": str(cfg.seed), "train": {"config": dataclasses.asdict(cfg), **losses}},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=weights.DEFAULT_WEIGHTS)
+    ap.add_argument("--work", default=None, help="checkpoint folder (default .cache/tinyworld/seed<SEED>)")
+    ap.add_argument("--preset", default="full", choices=["full", "smoke"])
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads; 0 = 2 on an idle machine, 1 when the CPU is busy (oversubscribed threads crawl)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
+    ap.add_argument("--stop-after", choices=["vae", "data", "unet"], default=None)
+    a = ap.parse_args(argv)
+    overrides: dict[str, Any] = {"seed": a.seed, "threads": a.threads or host.auto_threads()}
+    overrides.update(config_overrides(ap, TrainConfig, a.set))
+    cfg = TrainConfig.preset(a.preset, **overrides)
+    work = a.work or os.path.join(".cache", "tinyworld", f"seed{a.seed}" + ("" if a.preset == "full" else f"-{a.preset}"))
+    os.makedirs(work, exist_ok=True)
+    host.ensure_comfy(cpu=True, threads=cfg.threads)
+    torch.manual_seed(cfg.seed)
+    torch.set_flush_denormal(True)
+    log = Logger(os.path.join(work, "train.log"))
+    command = command_line(__spec__.name, argv if argv is not None else sys.argv[1:])
+    print(f"{__spec__.name}: {command}\nwork dir {work}, config {dataclasses.asdict(cfg)}", flush=True)
+    spec = TRAINED_SPEC
+    t0 = time.time()
+    vae = train_vae(cfg, spec, work, log)
+    if a.stop_after == "vae":
+        return 0
+    data = build_dataset(cfg, vae, work, log)
+    if a.stop_after == "data":
+        return 0
+    mp, clip, ema, tokens, unk_id = train_unet(cfg, spec, data, work, log)
+    if a.stop_after == "unet":
+        return 0
+    losses = last_losses(log.path)
+    losses["wall_seconds_this_invocation"] = round(time.time() - t0, 1)
+    export(cfg, spec, vae, clip, ema, tokens, unk_id, a.out, command, losses)
+    print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.2f} MB) in {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
