@@ -156,7 +156,7 @@ class ServerProcess:
     """``python main.py --cpu`` on 127.0.0.1 with the pack in custom_nodes, driven over HTTP and /ws."""
 
     def __init__(self, root: Path, base: Path, python: str = sys.executable, extra_args: tuple[str, ...] = (),
-                 with_testing_pack: bool = True):
+                 with_testing_pack: bool = True, env: dict[str, str] | None = None):
         self.root = root
         self.base = make_base_directory(base, root, with_testing_pack)
         self.port = free_port()
@@ -167,7 +167,7 @@ class ServerProcess:
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
              "--disable-api-nodes", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
              "--preview-method", "latent2rgb", *extra_args],
-            cwd=root, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=root, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         self._wait_ready(timeout=180)
 
@@ -237,6 +237,25 @@ class ServerProcess:
             raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
         finally:
             ws.close()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process (Linux /proc)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def children(self) -> list[str]:
+        """Command lines of the server's live child processes."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if proc.name.isdigit() and int(fields[1]) == self.process.pid and fields[0] != "Z":
+                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip())
+            except (OSError, IndexError, ValueError):
+                continue
+        return found
 
     def wait_for(self, prompt_id: str, timeout: float = 300) -> dict:
         """The history entry of a queued prompt, once it has finished."""

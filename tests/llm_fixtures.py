@@ -145,34 +145,40 @@ def gemma_path() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def llama_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+def start_llama_server(gemma_path: Path, log_path: Path, api_key: str = "") -> LlamaServer:
+    """A real ``python -m llama_cpp.server`` with Gemma on a free port, ready to answer (stop it with stop_process)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_path), "--host", "127.0.0.1",
         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(default_threads()), "--chat_format", "gemma",
-        "--model_alias", GEMMA_ALIAS,
+        "--model_alias", GEMMA_ALIAS, *(["--api_key", api_key] if api_key else []),
     ]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = LlamaServer(process, port, gemma_path, log_path)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"llama.cpp server exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{server.base_url}/models", headers=headers), timeout=2):
+                return server
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                stop_process(process)
+                pytest.fail(f"llama.cpp server not ready in 120 s:\n{log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def llama_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    server = start_llama_server(gemma_path, tmp_path_factory.mktemp("llama-server") / "server.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{server.base_url}/models", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"llama.cpp server not ready in 120 s:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.2)
         yield server
     finally:
-        stop_process(process)
+        stop_process(server.process)
 
 
 def _forward_chat(llama: LlamaServer, body: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any
+import weakref
+from typing import Any, ClassVar
 
 import torch
 
@@ -26,11 +27,24 @@ Tensor = torch.Tensor
 
 
 class FeatureBank:
-    """Source features per (kind, step, layer, cond/uncond chunk); only what the policy asks for."""
+    """Source features per (kind, step, layer, cond/uncond chunk); only what the policy asks for.
+
+    Every bank of the process is known to :meth:`holding`, so a server can show that none is left holding
+    features after its runs (a pipeline clears its banks when a run ends, also when it is interrupted).
+    """
+
+    _all: ClassVar[weakref.WeakSet] = weakref.WeakSet()
 
     def __init__(self, store_dtype: torch.dtype = torch.float16):
         self.store_dtype = store_dtype
         self._features: dict[tuple[str, int, Any, int], Tensor] = {}
+        FeatureBank._all.add(self)
+
+    @classmethod
+    def holding(cls) -> tuple[int, int]:
+        """(banks of this process that hold features, their bytes)."""
+        full = [bank for bank in list(cls._all) if len(bank)]
+        return len(full), sum(bank.nbytes for bank in full)
 
     def put(self, kind: str, step: int, layer: Any, chunk: int, value: Tensor) -> None:
         self._features[(kind, step, layer, chunk)] = value.detach().to(self.store_dtype, copy=True)

@@ -196,6 +196,10 @@ class LlamaCppBackend(OpenAIBackend):
     def api_base(self) -> str:
         return self.pool.ensure(self.settings, startup_timeout=max(60.0, self.timeout)).base_url
 
+    def chat(self, messages: Messages, schema: dict[str, Any], sampling: Sampling) -> ChatReply:
+        with self.pool.lease(self.settings, startup_timeout=max(60.0, self.timeout)):
+            return super().chat(messages, schema, sampling)
+
     def unload(self) -> None:
         self.pool.stop(self.settings.model_path)
 

@@ -49,7 +49,7 @@ class DiskCache:
             value = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON: a miss, rewritten on the next put
             log.warning("ignoring unreadable LLM cache entry %s (%s)", path, exc)
             return None
         return value if isinstance(value, dict) else None

@@ -39,6 +39,10 @@ def env_name_problem(name: str) -> str | None:
     )
 
 
+# Checked on every config, so one rebuilt from a workflow's JSON is as sound as one the node made.
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "bool": bool, "int": int, "float": (int, float)}
+
+
 @dataclasses.dataclass(frozen=True)
 class LLMConfig:
     """Where plans come from; every field is safe to save in a workflow."""
@@ -56,6 +60,10 @@ class LLMConfig:
     chat_format: str = "auto"
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), FIELD_TYPES[field.type]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)) or value != value:
+                raise LLMConfigError(f"LLM config field {field.name!r} must be a {field.type}, got {value!r:.40}")
         if self.backend not in BACKENDS:
             raise LLMConfigError(f"unknown LLM backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         problem = env_name_problem(self.api_key_env)
@@ -107,11 +115,18 @@ def list_model_files(models_dirs: list[str] | tuple[str, ...]) -> list[str]:
 
 def resolve_model_path(model: str, models_dirs: list[str] | tuple[str, ...], *, suffix: str | None = None) -> Path:
     """Find ``model`` (absolute, or relative to a ``models/LLM`` folder); the error lists what is there."""
-    candidates = [Path(model).expanduser()] if Path(model).expanduser().is_absolute() else []
+    try:
+        expanded = Path(model).expanduser()
+    except RuntimeError:  # "~someone" with no such user: taken as written
+        expanded = Path(model)
+    candidates = [expanded] if expanded.is_absolute() else []
     candidates += [Path(folder) / model for folder in models_dirs]
     for path in candidates:
-        if path.exists() and (suffix is None or path.suffix.lower() == suffix):
-            return path
+        try:
+            if path.exists() and (suffix is None or path.suffix.lower() == suffix):
+                return path
+        except (OSError, ValueError):  # a NUL byte or an over-long name is simply not there
+            continue
     present = [name for name in list_model_files(models_dirs) if suffix is None or name.lower().endswith(suffix)]
     listing = ", ".join(present[:30]) + (f" and {len(present) - 30} more" if len(present) > 30 else "")
     folders = ", ".join(str(Path(f)) for f in models_dirs) or "(no models/LLM folder is registered)"

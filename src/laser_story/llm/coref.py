@@ -301,11 +301,10 @@ class StoryResolver:
             setting = self._setting(sentence, setting)
             settings.append(setting)
         first_setting = next((s for s in settings if s), "")
-        characters = [
-            {"name": e.name, "description": _describe(e), "reference_image": None}
-            for i, e in enumerate(self.entities)
-            if any(i in p for p in frame_entities)
-        ]
+        characters: dict[str, dict[str, Any]] = {}  # one entry per name: "The cat" and "the cat" are one character
+        for i, e in enumerate(self.entities):
+            if any(i in p for p in frame_entities):
+                characters.setdefault(e.name.lower(), {"name": e.name, "description": _describe(e), "reference_image": None})
         frames = []
         for sentence, refs, present, place in zip(self.sentences, references, frame_entities, settings, strict=True):
             named_refs = [(m, [self.entities[i].name for i in ids]) for m, ids in refs]
@@ -318,7 +317,7 @@ class StoryResolver:
                     "references": [{"mention": m, "refers_to": names} for m, names in named_refs],
                 }
             )
-        return {"task": "story", "characters": characters, "frames": frames}
+        return {"task": "story", "characters": list(characters.values()), "frames": frames}
 
     def _walk(self, s_index: int, sentence: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[int]]:
         toks = words(sentence)

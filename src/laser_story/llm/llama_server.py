@@ -2,12 +2,15 @@
 
 A child process rather than ``llama_cpp.Llama`` in ComfyUI's process keeps a crash or a native-library
 clash out of ComfyUI, and makes "unload" simply "stop the process". Servers are reused across planner
-nodes and runs, restarted when their settings change, and stopped on unload and at interpreter exit.
+nodes and runs, restarted when their settings change or after they died, and stopped on unload and at
+interpreter exit. Requests hold a lease on their server: an unload asked for while another planner's request
+is in flight waits for the last lease, so concurrent planners on one GGUF share one server safely.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -119,6 +123,8 @@ class LlamaServerPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._servers: dict[Path, RunningServer] = {}
+        self._leases: dict[Path, int] = {}
+        self._stop_when_idle: set[Path] = set()
 
     def running(self) -> list[RunningServer]:
         with self._lock:
@@ -126,17 +132,39 @@ class LlamaServerPool:
 
     def ensure(self, settings: ServerSettings, startup_timeout: float = 120.0) -> RunningServer:
         """A ready server for ``settings``, reusing a live one with the same settings."""
+        with self._lock:
+            return self._ensure_locked(settings, startup_timeout)
+
+    @contextlib.contextmanager
+    def lease(self, settings: ServerSettings, startup_timeout: float = 120.0) -> Iterator[RunningServer]:
+        """A ready server held for one request; an unload meanwhile takes effect when the last lease ends."""
         key = settings.model_path.resolve()
         with self._lock:
-            server = self._servers.get(key)
-            if server is not None and server.process.poll() is None and server.settings == settings:
-                return server
-            if server is not None:
-                self._stop(server)
-                del self._servers[key]
-            server = self._start(settings, startup_timeout)
-            self._servers[key] = server
+            server = self._ensure_locked(settings, startup_timeout)
+            self._leases[key] = self._leases.get(key, 0) + 1
+        try:
+            yield server
+        finally:
+            with self._lock:
+                self._leases[key] -= 1
+                idle = self._leases[key] == 0
+                finished = self._servers.pop(key, None) if idle and key in self._stop_when_idle else None
+                if idle:
+                    self._stop_when_idle.discard(key)
+            if finished is not None:
+                self._stop(finished)
+
+    def _ensure_locked(self, settings: ServerSettings, startup_timeout: float) -> RunningServer:
+        key = settings.model_path.resolve()
+        server = self._servers.get(key)
+        if server is not None and server.process.poll() is None and server.settings == settings:
             return server
+        if server is not None:
+            self._stop(server)
+            del self._servers[key]
+        server = self._start(settings, startup_timeout)
+        self._servers[key] = server
+        return server
 
     def _start(self, settings: ServerSettings, startup_timeout: float) -> RunningServer:
         missing = missing_server_modules()
@@ -198,9 +226,13 @@ class LlamaServerPool:
         server.log_path.unlink(missing_ok=True)
 
     def stop(self, model_path: Path) -> bool:
-        """Stop the server of one GGUF; True when one was running."""
+        """Stop the server of one GGUF (once its last lease ends, if requests hold it); True when one was running."""
+        key = model_path.resolve()
         with self._lock:
-            server = self._servers.pop(model_path.resolve(), None)
+            if self._leases.get(key, 0) > 0:
+                self._stop_when_idle.add(key)
+                return key in self._servers
+            server = self._servers.pop(key, None)
         if server is None:
             return False
         self._stop(server)

@@ -27,6 +27,19 @@ Progress = Callable[[int, int], None]
 
 CHARS_PER_TOKEN = 3  # conservative for English with small-vocabulary tokenizers
 MIN_TEXT_TOKENS = 64
+# Longer texts are refused, not planned: the rule-based resolver's cost grows faster than linearly (100 000
+# characters take seconds, a megabyte minutes), and no plan of that size is a sensible animation or comic.
+MAX_TEXT_CHARS = 20_000
+
+
+def text_problem(text: str, name: str = "text") -> str | None:
+    """Why ``text`` cannot be planned (too long), or None."""
+    if len(text) > MAX_TEXT_CHARS:
+        return (
+            f"{name} is {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} one plan takes; shorten it or "
+            "split it over several planner nodes"
+        )
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +55,9 @@ class PlanRequest:
     def __post_init__(self) -> None:
         if self.task not in REGISTRY:
             raise PlanError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+        problem = text_problem(self.text)
+        if problem:
+            raise PlanError(problem)
         if not self.text.strip() and not (REGISTRY[self.task].caption_is_text and self.image_caption.strip()):
             raise PlanError(
                 f"text is empty: write the {self.task} description to plan from, or paste a plan into plan_override"

@@ -17,7 +17,7 @@ from ..attention.laser import ControlSettings, apply_injector
 from ..attention.morph import run_morph
 from ..attention.sampling import Embedding
 from ..llm.tasks.base import PlanError
-from ..llm.tasks.morph import MorphPlan, parse_morph_plan
+from ..llm.tasks.morph import parse_morph_plan, typed_plan
 from ._types import PLAN
 
 logger = logging.getLogger("laser_story")
@@ -79,15 +79,6 @@ class LaserAttentionInjector:
 def _encode(clip, text: str) -> Embedding:
     tokens, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
     return Embedding(tokens, pooled)
-
-
-def _typed_plan(prompts: str, controls: str, negative: str, frames: int) -> MorphPlan:
-    lines = [line.strip() for line in prompts.splitlines() if line.strip()]
-    codes = [c.strip() for c in controls.replace(";", ",").split(",") if c.strip()] if controls.strip() else []
-    if lines and not codes:
-        codes = control_codes.default_codes(len(lines) - 1)
-    return parse_morph_plan({"prompts": lines, "controls": codes, "negative": negative, "frames_per_segment": frames},
-                            what="prompts/controls")
 
 
 def _fit_to_multiple_of_8(image: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -153,7 +144,7 @@ class MorphInterpolator:
             return "frames_per_segment: a segment needs at least 2 frames (its two keyframes); use 2 or more, or 0 for the plan's value."
         if prompts and prompts.strip():
             try:
-                _typed_plan(prompts, controls or "", negative or "", 8)
+                typed_plan(prompts, controls or "", negative or "", 8)
             except PlanError as err:
                 return str(err)
         return True
@@ -164,7 +155,7 @@ class MorphInterpolator:
         if plan is not None:
             morph_plan = parse_morph_plan(plan, what="plan")
         elif prompts.strip():
-            morph_plan = _typed_plan(prompts, controls, negative, frames_per_segment or 8)
+            morph_plan = typed_plan(prompts, controls, negative, frames_per_segment or 8)
         else:
             raise ValueError("plan/prompts: connect a morph plan from the LLM Prompt Planner or type keyframe prompts, one per line.")
         frames = frames_per_segment or morph_plan.frames_per_segment

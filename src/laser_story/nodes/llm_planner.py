@@ -12,7 +12,7 @@ import folder_paths
 
 from ..llm.backends import Sampling
 from ..llm.config import LLMConfig
-from ..llm.planner import PlanRequest, make_plan
+from ..llm.planner import PlanRequest, make_plan, text_problem
 from ..llm.tasks import REGISTRY, TASKS, parse_plan
 from ..llm.tasks.base import PlanError
 from ..llm.tasks.expand import parse_directions
@@ -103,6 +103,8 @@ class LaserStoryLLMPlanner:
             return True
         if text is not None and not text.strip():
             return f"text is empty: write the {task or 'plan'} description, or paste a plan into plan_override"
+        if text is not None and text_problem(text):
+            return text_problem(text)
         if task == "expand" and directions is not None:
             try:
                 parse_directions(directions)

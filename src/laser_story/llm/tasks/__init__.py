@@ -24,7 +24,7 @@ def parse_plan(data: dict[str, Any] | str, what: str = "plan", task: str | None 
     """Validate any plan; ``task`` (when given) is the task the plan must belong to, and the default."""
     obj = load_json_object(data, what)
     found = obj.get("task", task)
-    if found not in REGISTRY:
+    if not isinstance(found, str) or found not in REGISTRY:
         raise PlanError(f"{what}: field 'task' is {found!r}; expected one of {', '.join(TASKS)}")
     if task is not None and found != task:
         raise PlanError(f"{what}: field 'task' is {found!r} but this node plans {task!r}; change one of them")

@@ -69,6 +69,8 @@ def load_json_object(data: dict[str, Any] | str, what: str) -> dict[str, Any]:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+        except RecursionError:
+            raise PlanError(f"{what} is nested too deeply to be a plan; paste the plan JSON itself") from None
     if not isinstance(data, dict):
         raise PlanError(f"{what} must be a JSON object, got {type(data).__name__}")
     return data

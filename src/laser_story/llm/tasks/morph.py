@@ -77,6 +77,17 @@ def parse_morph_plan(data: dict[str, Any] | str, what: str = "morph plan") -> Mo
     return MorphPlan(tuple(prompts), tuple(controls), negative.strip(), frames)
 
 
+def typed_plan(prompts: str, controls: str, negative: str, frames: int) -> MorphPlan:
+    """A plan from the Morph Interpolator's text inputs: one keyframe prompt per line, codes comma separated
+    (none: ``controls.default_codes``); errors name the ``prompts/controls`` inputs."""
+    lines = [line.strip() for line in prompts.splitlines() if line.strip()]
+    given = [c.strip() for c in controls.replace(";", ",").split(",") if c.strip()]
+    if lines and not given:
+        given = codes.default_codes(len(lines) - 1)
+    return parse_morph_plan({"prompts": lines, "controls": given, "negative": negative, "frames_per_segment": frames},
+                            what="prompts/controls")
+
+
 # --- LLM reply ---------------------------------------------------------------------------------------
 REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",

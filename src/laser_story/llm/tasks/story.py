@@ -118,7 +118,10 @@ def parse_story_plan(data: dict[str, Any] | str, what: str = "story plan") -> St
         if not isinstance(entry, dict):
             raise PlanError(f"{where} must be an object with 'sentence', 'text', 'characters' and 'setting'")
         refs = []
-        for j, ref in enumerate(entry.get("references", [])):
+        references = entry.get("references", [])
+        if not isinstance(references, list):
+            raise PlanError(f"{where}: field 'references' must be a list of objects with 'mention' and 'refers_to'")
+        for j, ref in enumerate(references):
             if not isinstance(ref, dict):
                 raise PlanError(f"{where}: references[{j}] must be an object with 'mention' and 'refers_to'")
             mention = string_field(ref, "mention", f"{where}: references[{j}]")
