@@ -62,7 +62,7 @@ def test_loader_node_reports_a_missing_file_with_the_rebuild_command(comfy_host)
 
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
     assert comfy_host.nodes.NODE_DISPLAY_NAME_MAPPINGS["LaserStoryTinyModel"] == "Built-in Tiny Model"
-    assert node.CATEGORY == "laser-story/loaders" and node.RETURN_TYPES == ("MODEL", "CLIP", "VAE")
+    assert node.CATEGORY == "laser-story/loaders" and node.RETURN_TYPES == ("MODEL", "CLIP", "VAE", "CLIP_VISION")
     for spec in node.INPUT_TYPES()["required"].values():
         assert spec[1]["tooltip"]
     msg = node.VALIDATE_INPUTS("no_such_file.safetensors")
@@ -195,4 +195,37 @@ def test_each_loader_lists_only_its_own_kind_of_weights(comfy_host, tmp_path):
     problem = weights.check(str(other))
     assert str(other) in problem and "'image-encoder'" in problem and weights.KIND in problem
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
-    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND)
+    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND) == ["tinyworld.safetensors"]
+    assert weights.files_of_kind("image-encoder") == ["tinyworld-image-encoder.safetensors"], "it shares the folder"
+
+
+def test_the_image_encoder_is_a_core_clip_vision(comfy_host):
+    """The loader's CLIP_VISION goes through core CLIPVisionEncode like any CLIP vision model."""
+    graph = {
+        "1": {"class_type": "LaserStoryTinyModel", "inputs": {"weights": "tinyworld.safetensors"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 128, "batch_size": 2, "color": 0xCC2211}},
+        "3": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["1", 3], "image": ["2", 0], "crop": "none"}},
+        "4": {"class_type": "LaserStoryTestCapture", "inputs": {"value": ["3", 0], "key": "vision"}},
+    }
+    comfy_host.run(graph)
+    output = comfy_host.captured["vision"]
+    assert tuple(output["image_embeds"].shape) == (2, 64)
+    assert output["last_hidden_state"].shape[:2] == (2, 65)  # CLS + 8x8 patches
+
+
+def test_core_sag_pag_freeu_and_a_plain_ksampler_at_128(comfy_host):
+    """One graph: a plain KSampler and one through FreeU, Self-Attention Guidance and Perturbed-Attention
+    Guidance, both on the built-in model at 128x128 (SAG needs the middle block bigger than 1x1)."""
+    graph = tiny_txt2img("tinyworld_core_patches", ("LaserStoryTinyModel", {"weights": "tinyworld.safetensors"}),
+                         "a large red star in the center", steps=6)
+    graph["4"]["inputs"].update(width=128, height=128)
+    graph.update({
+        "10": {"class_type": "FreeU", "inputs": {"model": ["1", 0], "b1": 1.1, "b2": 1.2, "s1": 0.9, "s2": 0.2}},
+        "11": {"class_type": "SelfAttentionGuidance", "inputs": {"model": ["10", 0], "scale": 0.5, "blur_sigma": 2.0}},
+        "12": {"class_type": "PerturbedAttentionGuidance", "inputs": {"model": ["11", 0], "scale": 3.0}},
+        "13": {"class_type": "KSampler", "inputs": {**graph["5"]["inputs"], "model": ["12", 0]}},
+        "14": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["1", 2]}},
+        "15": {"class_type": "SaveImage", "inputs": {"images": ["14", 0], "filename_prefix": "tinyworld_core_patches"}},
+    })  # fmt: skip
+    outputs = comfy_host.run(graph)
+    assert len(outputs["7"]["images"]) == 1 and len(outputs["15"]["images"]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..tinyworld import encoder as tiny_encoder
 from ..tinyworld import weights as tiny_weights
 
 CATEGORY = "laser-story/loaders"
@@ -25,15 +26,18 @@ class LaserStoryTinyModel:
         "red, orange, yellow, green, blue, purple, white, black; small/medium/large; 3x3 positions; grey, sand, sky or "
         "striped background) and a cast of named characters (Pip, a small red star; Bo, a large blue circle; ...). "
         "Generates 64x64 images in seconds on a CPU; no network, no Stable Diffusion weights needed. Words outside that "
-        "world still encode but are ignored."
+        "world still encode but are ignored. Also gives the built-in image encoder (CLIP_VISION), trained on the same "
+        "world against this text encoder."
     )
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    RETURN_NAMES = ("model", "clip", "vae")
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE", "CLIP_VISION")
+    RETURN_NAMES = ("model", "clip", "vae", "clip_vision")
     OUTPUT_TOOLTIPS = (
         "The tiny SD1.x UNet (eps prediction, SD1.5 latent format); sample 64x64 (8x8 latent) images with any sampler.",
         "The tiny text encoder; encode prompts with CLIP Text Encode.",
         "The tiny VAE (downscale 8, 4 latent channels).",
+        "The built-in image encoder (a small ViT as ComfyUI's CLIP vision model, trained against this text encoder); "
+        "use it with CLIP Vision Encode.",
     )
     FUNCTION = "load"
 
@@ -43,8 +47,8 @@ class LaserStoryTinyModel:
             "required": {
                 "weights": (_choices(), {
                     "default": os.path.basename(tiny_weights.DEFAULT_WEIGHTS),
-                    "tooltip": "A tiny-model weights file in the pack's src/laser_story/tinyworld/weights folder (files of other kinds are not listed); tinyworld.safetensors is the shipped "
-                               f"model (rebuild it with `{tiny_weights.REBUILD_COMMAND}`).",
+                    "tooltip": "A tiny-model weights file in the pack's src/laser_story/tinyworld/weights folder (files of "
+                               "other kinds are not listed); tinyworld.safetensors is the shipped model.",
                 }),
             }
         }
@@ -56,13 +60,18 @@ class LaserStoryTinyModel:
 
     def load(self, weights):
         path = _path(weights)
-        st = os.stat(path) if os.path.isfile(path) else None
-        key = (path, st.st_mtime_ns, st.st_size) if st else None
+        key = tuple(_stamp(p) for p in (path, tiny_encoder.DEFAULT_ENCODER))
         if key not in _CACHE:
             model, clip, vae, _meta = tiny_weights.load(path)  # a missing or corrupt file raises with the rebuild command
+            clip_vision, _head, _encoder_meta = tiny_encoder.load()
             _CACHE.clear()  # one model at a time: a rebuilt file replaces the old one
-            _CACHE[key] = (model, clip, vae)
+            _CACHE[key] = (model, clip, vae, clip_vision)
         return _CACHE[key]
+
+
+def _stamp(path: str) -> tuple:
+    st = os.stat(path) if os.path.isfile(path) else None
+    return (path, st.st_mtime_ns, st.st_size) if st else (path,)
 
 
 def _path(name: str) -> str:

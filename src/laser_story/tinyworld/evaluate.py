@@ -67,14 +67,14 @@ def decode(vae, latents: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def generate(model, clip, vae, captions: Sequence[str], seeds: Sequence[int], steps: int = DEFAULT_STEPS,
              cfg: float = DEFAULT_CFG, batch: int = 50, negative: str = "", sampler: str = DEFAULT_SAMPLER,
-             scheduler: str = DEFAULT_SCHEDULER) -> np.ndarray:
-    """uint8 images (N, 64, 64, 3) for ``captions``, caption i sampled from seed i."""
+             scheduler: str = DEFAULT_SCHEDULER, size: int = world.IMAGE_SIZE) -> np.ndarray:
+    """uint8 images (N, size, size, 3) for ``captions``, caption i sampled from seed i."""
     neg = encode(clip, negative)
     out = []
     for i in range(0, len(captions), batch):
         caps, sds = captions[i : i + batch], seeds[i : i + batch]
         pos = stack_conditioning([encode(clip, c) for c in caps])
-        lat = sample_latents(model, pos, neg, noise_for(sds), steps, cfg, sampler, scheduler, seed=int(sds[0]))
+        lat = sample_latents(model, pos, neg, noise_for(sds, size), steps, cfg, sampler, scheduler, seed=int(sds[0]))
         out.append(decode(vae, lat))
     return np.concatenate(out, 0)
 
@@ -126,11 +126,11 @@ def fidelity_report(images: Sequence[np.ndarray], captions: Sequence[str]) -> Fi
 
 
 @torch.no_grad()
-def judge_accuracy(n: int = 500, stream: str = "judge-eval", vae=None) -> judge.AccuracyCounts:
-    """Judge attribute accuracy on ``n`` rendered scenes (after a VAE round trip when ``vae`` is given)."""
+def judge_accuracy(n: int = 500, stream: str = "judge-eval", vae=None, size: int = world.IMAGE_SIZE) -> judge.AccuracyCounts:
+    """Judge attribute accuracy on ``n`` scenes rendered at ``size`` (after a VAE round trip when ``vae`` is given)."""
     acc = judge.AccuracyCounts()
     scenes = [world.scene_from_seed(i, stream) for i in range(n)]
-    images = np.stack([world.render(s) for s in scenes])
+    images = np.stack([world.render(s, size) for s in scenes])
     if vae is not None:
         rt = []
         for i in range(0, n, 50):
@@ -145,6 +145,65 @@ def judge_accuracy(n: int = 500, stream: str = "judge-eval", vae=None) -> judge.
 def accuracy_lines(name: str, acc: judge.AccuracyCounts) -> list[str]:
     parts = ", ".join(f"{k} {acc.accuracy(k):.1%}" for k in ("shape", "colour", "size", "position", "background", "count"))
     return [f"judge attribute accuracy on {name}: {acc.accuracy():.1%} ({parts})"]
+
+
+@dataclasses.dataclass
+class EncoderReport:
+    """Judge-independent figures of the image encoder (fixed cases: held-out scenes, seeded candidates)."""
+
+    retrieval_top1: float  # the image's own caption ranks first among ``candidates`` captions
+    candidates: int
+    images: int
+    same_character: float  # sim(A here, A there) > sim(A here, B there)
+    triplets: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"image encoder: caption retrieval top-1 among {self.candidates}: {100 * self.retrieval_top1:.1f} % "
+            f"of {self.images} held-out scenes",
+            f"image encoder: same character in two places more alike than two characters: "
+            f"{100 * self.same_character:.1f} % of {self.triplets} triplets",
+        ]
+
+
+def _character_render(rng: np.random.Generator, character: int, cell: int, background: str, size: int) -> np.ndarray:
+    ch = world.CAST[character]
+    obj = world.make_object(rng, ch.shape, ch.colour, ch.size, world.POSITIONS[cell], ch.name)
+    return world.render(world.Scene((obj,), background), size)
+
+
+def character_triplets(n: int, size: int = 128) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(A at p, A at q, B at q) renders on one background: the fixed same-character cases."""
+    out = []
+    for i in range(n):
+        rng = world.rng_for("encoder-characters", i)
+        a, b = (int(v) for v in rng.choice(len(world.CAST), size=2, replace=False))
+        p, q = (int(v) for v in rng.choice(len(world.POSITIONS), size=2, replace=False))
+        background = world.BACKGROUNDS[int(rng.integers(len(world.BACKGROUNDS)))]
+        out.append(tuple(_character_render(rng, c, cell, background, size) for c, cell in ((a, p), (a, q), (b, q))))
+    return out
+
+
+def encoder_report(clip, clip_vision, head, n: int = 200, candidates: int = 20, triplets: int = 200,
+                   size: int = 128) -> EncoderReport:
+    """Caption retrieval on ``n`` held-out scenes rendered at ``size`` and same-character triplets."""
+    from . import encoder
+
+    full = world.CaptionOptions(p_size=1.0, p_position=1.0, p_background=1.0)
+    scenes = world.heldout_scenes(n)
+    captions = [world.caption(sc, world.rng_for("encoder-eval-caption", i), full) for i, sc in enumerate(scenes)]
+    as_images = lambda arrays: torch.from_numpy(np.stack(arrays)).float() / 255.0  # noqa: E731
+    img = encoder.image_embeds(clip_vision, as_images([world.render(sc, size) for sc in scenes]))
+    txt = encoder.text_embeds(clip, head, captions)
+    hits = 0
+    for i in range(n):
+        others = [j for j in world.rng_for("encoder-eval-candidates", i).permutation(n) if j != i][: candidates - 1]
+        scores = img[i] @ txt[[i, *others]].T
+        hits += int(scores.argmax()) == 0
+    cases = character_triplets(triplets, size)
+    emb = [encoder.image_embeds(clip_vision, as_images(list(case))) for case in cases]
+    same = sum(float(e[0] @ e[1]) > float(e[0] @ e[2]) for e in emb)
+    return EncoderReport(hits / n, candidates, n, same / triplets, triplets)
 
 
 def save_grid(path: str, images: np.ndarray, cols: int = 10, scale: int = 2) -> None:
@@ -172,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="first sampling seed (caption i uses seed + i)")
     ap.add_argument("--grid", default=None, help="save the generated images to this PNG")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
+    ap.add_argument("--encoder", action="store_true", help="only the image encoder's figures")
     a = ap.parse_args(argv)
     from .host import auto_threads, ensure_comfy
 
@@ -180,16 +240,27 @@ def main(argv: list[str] | None = None) -> int:
 
     path = a.weights or weights.DEFAULT_WEIGHTS
     model, clip, vae, meta = weights.load(path)
+    size = weights.image_size(meta)
     t0 = time.time()
-    for line in accuracy_lines(f"{a.judge_n} rendered world scenes", judge_accuracy(a.judge_n)):
+    if a.encoder:
+        from . import encoder
+
+        clip_vision, head, encoder_meta = encoder.load()
+        print(f"image encoder: {encoder.DEFAULT_ENCODER} ({encoder_meta.get('command', '?')})")
+        for line in encoder_report(clip, clip_vision, head).lines():
+            print(line)
+        print(f"total {time.time() - t0:.1f} s")
+        return 0
+    for line in accuracy_lines(f"{a.judge_n} rendered world scenes at {size}x{size}", judge_accuracy(a.judge_n, size=size)):
         print(line)
-    for line in accuracy_lines(f"{min(a.judge_n, 200)} scenes after a VAE round trip", judge_accuracy(min(a.judge_n, 200), vae=vae)):
+    n_vae = min(a.judge_n, 200)
+    for line in accuracy_lines(f"{n_vae} scenes after a VAE round trip", judge_accuracy(n_vae, vae=vae, size=size)):
         print(line)
     pairs = world.heldout_captions(a.n)
     captions = [c for _, c in pairs]
     t1 = time.time()
     images = generate(model, clip, vae, captions, [a.seed + i for i in range(a.n)], a.steps, a.cfg,
-                      sampler=a.sampler, scheduler=a.scheduler)
+                      sampler=a.sampler, scheduler=a.scheduler, size=size)
     t_gen = time.time() - t1
     rep = fidelity_report(images, captions)
     print(f"model: {path} ({meta.get('command', '?')})")

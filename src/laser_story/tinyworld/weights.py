@@ -32,6 +32,8 @@ KIND = "tiny-model"
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "tinyworld.safetensors")
 SHIPPED_PATH = "src/laser_story/tinyworld/weights/tinyworld.safetensors"  # from the repository root
+BASE_PATH = SHIPPED_PATH
+BASE_FILE = DEFAULT_WEIGHTS
 REBUILD_COMMAND = f"python -m laser_story.training.tiny_model --seed 0 --threads 2 --out {SHIPPED_PATH}"
 TOKEN_EMBEDDING_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 
@@ -58,8 +60,6 @@ def save(
     default_token_id: int,
     metadata: dict[str, Any],
 ) -> None:
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     for prefix, sd in (("unet.", unet), ("vae.", vae)):
         for k, v in sd.items():
@@ -74,13 +74,36 @@ def save(
             continue
         else:
             tensors["clip." + k] = v.detach().to(torch.float16).contiguous()
-    meta = {"format": FORMAT, "kind": KIND, "spec": json.dumps(spec.to_json())}
-    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+    save_tensors(path, tensors, KIND, {"format": FORMAT, "spec": json.dumps(spec.to_json()), **metadata})
+
+
+def save_tensors(path: str, tensors: dict[str, torch.Tensor], kind: str, metadata: dict[str, Any]) -> None:
+    """Write a weights file of ``kind`` atomically, readable by every user (safetensors makes it owner-only)."""
+    from safetensors.torch import save_file
+
+    meta = {"kind": kind, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
-    save_file(tensors, tmp, metadata=meta)
-    os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a ComfyUI running as another user must read it
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def read_tensors(path: str, kind: str, problem) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a weights file that must hold ``kind``; ``problem(path, what)`` makes the error."""
+    from safetensors import SafetensorError, safe_open
+
+    if not os.path.isfile(path):
+        raise problem(path, "file not found")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise problem(path, f"not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+    if meta.get("kind") != kind:
+        raise problem(path, f"it holds {meta.get('kind')!r} weights, expected {kind!r}; pick a {kind} file")
+    return tensors, meta
 
 
 def read_metadata(path: str) -> dict[str, str]:
@@ -133,16 +156,7 @@ def check(path: str = DEFAULT_WEIGHTS) -> str | None:
 
 def read(path: str = DEFAULT_WEIGHTS) -> tuple[TinySpec, dict[str, dict[str, torch.Tensor]], dict[str, str]]:
     """Spec, state dicts (``unet``, ``clip``, ``vae``; float32, CLIP token embedding expanded) and metadata."""
-    from safetensors import SafetensorError, safe_open
-
-    if not os.path.isfile(path):
-        raise _problem(path, "file not found")
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise _problem(path, f"not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+    tensors, meta = read_tensors(path, KIND, _problem)
     problem = _header_problem(meta)
     if problem is not None:
         raise _problem(path, problem)
@@ -168,11 +182,21 @@ def read(path: str = DEFAULT_WEIGHTS) -> tuple[TinySpec, dict[str, dict[str, tor
     return spec, parts, meta
 
 
-def load(path: str = DEFAULT_WEIGHTS):
-    """(MODEL ModelPatcher, CLIP, VAE, metadata) ready for ComfyUI; raises ``TinyWeightsError`` with the fix."""
+def image_size(meta: dict[str, str]) -> int:
+    """The image side a tiny-model file was trained at (files from before the field: 64)."""
+    return int(meta.get("image_size", 64))
+
+
+def load(path: str = DEFAULT_WEIGHTS, expect_size: int | None = None):
+    """(MODEL ModelPatcher, CLIP, VAE, metadata) ready for ComfyUI; raises ``TinyWeightsError`` with the fix,
+    also when ``expect_size`` is given and the file holds a model trained at another size."""
     from . import model as tiny
 
     spec, parts, meta = read(path)
+    if expect_size is not None and image_size(meta) != expect_size:
+        found = image_size(meta)
+        raise _problem(path, f"it holds the {found}x{found} tiny model, but {expect_size}x{expect_size} is expected here; "
+                             f"pick {os.path.basename(DEFAULT_WEIGHTS) if expect_size == 128 else 'tinyworld.safetensors'}")
     try:
         mp = tiny.build_model(spec, parts["unet"])
         clip = tiny.build_clip(spec, parts["clip"])

@@ -1,6 +1,9 @@
 """Train the built-in tiny text-to-image model on the procedural world.
 
-    python -m laser_story.training.tiny_model --seed 0 --threads 2 --out src/laser_story/tinyworld/weights/tinyworld.safetensors
+    python -m laser_story.training.tiny_model --preset grow128 --seed 0 --threads 2 --init-from src/laser_story/tinyworld/weights/tinyworld.safetensors --out src/laser_story/tinyworld/weights/tinyworld-128.safetensors
+
+(the shipped 128x128 model, grown from the 64x64 one, which ``--seed 0 --threads 2 --out .../tinyworld.safetensors``
+made from scratch)
 
 Stages (each resumes from its last checkpoint under ``--work``, default ``.cache/tinyworld/seed<N>``):
 
@@ -73,6 +76,8 @@ TRAINED_SPEC = TinySpec(
 class TrainConfig:
     seed: int = 0
     threads: int = 1
+    image_size: int = world.IMAGE_SIZE  # renders and samples are image_size^2 (latent image_size / 8)
+    init_from: str = ""  # a tiny-model weights file to start every part from (growing a model); "" = fresh
     # VAE
     vae_steps: int = 2400
     vae_batch: int = 12
@@ -104,6 +109,11 @@ class TrainConfig:
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
         presets = {
             "full": {},
+            # The 128x128 model grown from the 64x64 one (--init-from): the VAE adapts on 64-pixel crops and then
+            # whole images, the UNet fine-tunes at the 16x16 latent; the text encoder stays as it is (text_lr 0),
+            # so the image encoder trained against it stays aligned. About 55 minutes on 2 CPU cores.
+            "grow128": dict(image_size=128, vae_steps=700, vae_crop=64, vae_full_steps=100, n_scenes=6000,
+                            unet_steps=1600, unet_batch=32, unet_lr=2e-4, warmup=100, text_lr=0.0),
             "smoke": dict(vae_steps=6, vae_batch=2, n_scenes=48, unet_steps=6, unet_batch=4,
                           warmup=2, ckpt_every=3, log_every=1),
         }
@@ -111,6 +121,12 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------------- VAE
+
+
+def initial_parts(cfg: TrainConfig) -> dict[str, dict[str, torch.Tensor]]:
+    """State dicts (``unet``, ``clip``, ``vae``) of the weights a grown model starts from."""
+    _spec, parts, _meta = weights.read(cfg.init_from)
+    return parts
 
 
 def vae_forward(fs, x: torch.Tensor, gen: torch.Generator | None = None):
@@ -136,6 +152,8 @@ def train_vae(cfg: TrainConfig, spec: TinySpec, work: str, log: Logger):
     training_init(fs)
     with torch.no_grad():  # start nearly deterministic: posterior std 0.02 instead of 1
         fs.quant_conv.bias[fs.quant_conv.bias.numel() // 2 :] = -8.0
+    if cfg.init_from:
+        fs.load_state_dict(initial_parts(cfg)["vae"])
     fs.train()
     for p in fs.parameters():
         p.requires_grad_(True)
@@ -155,10 +173,10 @@ def train_vae(cfg: TrainConfig, spec: TinySpec, work: str, log: Logger):
         rng = world.rng_for("vae", cfg.seed, step)
         full = cfg.vae_crop <= 0 or step >= cfg.vae_steps - cfg.vae_full_steps
         n = cfg.vae_batch if full else 2 * cfg.vae_batch
-        x, a = render_batch(rng, n)
+        x, a = render_batch(rng, n, cfg.image_size)
         if not full:
             c = cfg.vae_crop
-            oy, ox = (int(v) * 8 for v in rng.integers(0, (64 - c) // 8 + 1, size=2))
+            oy, ox = (int(v) * 8 for v in rng.integers(0, (cfg.image_size - c) // 8 + 1, size=2))
             x, a = x[:, :, oy : oy + c, ox : ox + c], a[:, :, oy : oy + c, ox : ox + c]
         rec, mean, logvar = vae_forward(fs, x, torch_generator("vae-noise", cfg.seed, step))
         w = 1.0 + cfg.vae_object_weight * a
@@ -193,7 +211,7 @@ def calibrate_latents(fs, cfg: TrainConfig, n: int = 512) -> dict[str, float]:
     """Exactly re-parametrise quant_conv / post_quant_conv so the model-space latent (raw * 0.18215) has
     zero mean and unit standard deviation per channel; returns reconstruction figures."""
     rng = world.rng_for("vae-calibration", cfg.seed)
-    x, _ = render_batch(rng, n)
+    x, _ = render_batch(rng, n, cfg.image_size)
     means = torch.cat([vae_forward(fs, x[i : i + 64])[1] for i in range(0, n, 64)])
     m = means.mean(dim=(0, 2, 3))
     s = means.std(dim=(0, 2, 3)).clamp_min(1e-6)
@@ -228,7 +246,7 @@ def build_dataset(cfg: TrainConfig, vae, work: str, log: Logger) -> dict[str, An
     t0 = time.time()
     for start in range(0, cfg.n_scenes, 256):
         batch = [world.scene_from_seed(i, "train", exclude=exclude) for i in range(start, min(cfg.n_scenes, start + 256))]
-        x = torch.from_numpy(np.stack([world.render(s) for s in batch])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = torch.from_numpy(np.stack([world.render(s, cfg.image_size) for s in batch])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         latents.append(vae_forward(fs, x)[1].half())
         scenes.extend(s.to_json() for s in batch)
     data = {"scenes": scenes, "latents": torch.cat(latents)}
@@ -258,6 +276,11 @@ def train_unet(cfg: TrainConfig, spec: TinySpec, data: dict[str, Any], work: str
     # Stable Diffusion zero-initialises each ResBlock's last conv, each transformer's proj_out and the output conv
     training_init(unet, zero_suffixes=("out_layers.3", "proj_out", "out.2"))
     training_init(te)
+    if cfg.init_from:
+        parts = initial_parts(cfg)
+        unet.load_state_dict(parts["unet"])
+        prefix = "clip_l.transformer."
+        te.load_state_dict({k.removeprefix(prefix): v for k, v in parts["clip"].items() if k.startswith(prefix)}, strict=False)
     d = spec.context_dim
     heads = torch.nn.ModuleDict({a: torch.nn.Linear(d, len(v)) for a, v in ATTR_VALUES.items()})
     torch.nn.init.normal_(heads["colour"].weight, std=0.02)
@@ -385,7 +408,8 @@ def export(cfg: TrainConfig, spec: TinySpec, vae, clip, ema, tokens: CaptionToke
         vae=vae.first_stage_model.state_dict(),
         keep_token_ids=vocabulary_token_ids(tokens),
         default_token_id=unk_id,
-        metadata={"command": command, "seed": str(cfg.seed), "train": {"config": dataclasses.asdict(cfg), **losses}},
+        metadata={"command": command, "seed": str(cfg.seed), "image_size": str(cfg.image_size),
+                  "train": {"config": dataclasses.asdict(cfg), **losses}},
     )
 
 
@@ -394,16 +418,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=weights.DEFAULT_WEIGHTS)
     ap.add_argument("--work", default=None, help="checkpoint folder (default .cache/tinyworld/seed<SEED>)")
-    ap.add_argument("--preset", default="full", choices=["full", "smoke"])
+    ap.add_argument("--preset", default="full", choices=["full", "grow128", "smoke"])
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads; 0 = 2 on an idle machine, 1 when the CPU is busy (oversubscribed threads crawl)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
     ap.add_argument("--stop-after", choices=["vae", "data", "unet"], default=None)
+    ap.add_argument("--init-from", default="", help="tiny-model weights to grow from (e.g. the 64x64 model)")
     a = ap.parse_args(argv)
-    overrides: dict[str, Any] = {"seed": a.seed, "threads": a.threads or host.auto_threads()}
+    overrides: dict[str, Any] = {"seed": a.seed, "threads": a.threads or host.auto_threads(), "init_from": a.init_from}
     overrides.update(config_overrides(ap, TrainConfig, a.set))
     cfg = TrainConfig.preset(a.preset, **overrides)
-    work = a.work or os.path.join(".cache", "tinyworld", f"seed{a.seed}" + ("" if a.preset == "full" else f"-{a.preset}"))
+    size = "" if cfg.image_size == world.IMAGE_SIZE else f"-{cfg.image_size}px"
+    work = a.work or os.path.join(".cache", "tinyworld", f"seed{a.seed}{size}" + ("" if a.preset == "full" else f"-{a.preset}"))
     os.makedirs(work, exist_ok=True)
     host.ensure_comfy(cpu=True, threads=cfg.threads)
     torch.manual_seed(cfg.seed)
