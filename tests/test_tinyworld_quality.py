@@ -14,8 +14,8 @@ def test_judge_accuracy_after_a_vae_round_trip(comfy_host):
     """How much the tiny VAE loses, in the judge's terms (informative; the 95 % bar is on renders)."""
     from laser_story.tinyworld import evaluate, weights
 
-    _model, _clip, vae, _ = weights.load()
-    acc = evaluate.judge_accuracy(100, vae=vae)
+    _model, _clip, vae, meta = weights.load()
+    acc = evaluate.judge_accuracy(100, vae=vae, size=weights.image_size(meta))
     print("\n" + evaluate.accuracy_lines("100 world scenes after a VAE round trip", acc)[0])
     assert acc.accuracy() >= 0.8
 
@@ -25,7 +25,7 @@ def test_prompt_fidelity_on_100_heldout_captions_is_at_least_80_percent(comfy_ho
 
     model, clip, vae, meta = weights.load()
     captions = [c for _, c in world.heldout_captions(100)]
-    images = evaluate.generate(model, clip, vae, captions, list(range(100)))
+    images = evaluate.generate(model, clip, vae, captions, list(range(100)), size=weights.image_size(meta))
     report = evaluate.fidelity_report(images, captions)
     print(f"\nmodel: {meta['command']}")
     print("\n".join(report.lines()))
@@ -44,3 +44,14 @@ def test_image_encoder_retrieves_captions_and_tells_characters_apart(comfy_host)
     print(f"\nimage encoder: {meta['command']}\n" + "\n".join(report.lines()))
     assert report.retrieval_top1 >= 0.90
     assert report.same_character >= 0.95
+
+
+def test_a_caption_outside_the_world_still_generates_and_is_reported_unscorable(comfy_host):
+    from laser_story.tinyworld import evaluate, weights
+
+    model, clip, vae, meta = weights.load()
+    captions = ["a zebra eating pizza on the moon", "a large red star in the center"]
+    images = evaluate.generate(model, clip, vae, captions, [0, 1], steps=6, size=weights.image_size(meta))
+    report = evaluate.fidelity_report(images, captions)
+    assert images.shape[0] == 2 and report.per_caption[0] is None and report.per_caption[1] is not None
+    assert report.scorable == 1

@@ -117,7 +117,7 @@ def resolve_model_path(model: str, models_dirs: list[str] | tuple[str, ...], *, 
     """Find ``model`` (absolute, or relative to a ``models/LLM`` folder); the error lists what is there."""
     try:
         expanded = Path(model).expanduser()
-    except RuntimeError:  # "~someone" with no such user: taken as written
+    except (RuntimeError, ValueError):  # "~someone" with no such user, or a NUL byte: taken as written
         expanded = Path(model)
     candidates = [expanded] if expanded.is_absolute() else []
     candidates += [Path(folder) / model for folder in models_dirs]

@@ -32,8 +32,7 @@ KIND = "tiny-model"
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "tinyworld.safetensors")
 SHIPPED_PATH = "src/laser_story/tinyworld/weights/tinyworld.safetensors"  # from the repository root
-BASE_PATH = SHIPPED_PATH
-BASE_FILE = DEFAULT_WEIGHTS
+BASE_FILE = DEFAULT_WEIGHTS  # the file whose text encoder the image encoder was trained against
 REBUILD_COMMAND = f"python -m laser_story.training.tiny_model --seed 0 --threads 2 --out {SHIPPED_PATH}"
 TOKEN_EMBEDDING_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 
@@ -196,7 +195,7 @@ def load(path: str = DEFAULT_WEIGHTS, expect_size: int | None = None):
     if expect_size is not None and image_size(meta) != expect_size:
         found = image_size(meta)
         raise _problem(path, f"it holds the {found}x{found} tiny model, but {expect_size}x{expect_size} is expected here; "
-                             f"pick {os.path.basename(DEFAULT_WEIGHTS) if expect_size == 128 else 'tinyworld.safetensors'}")
+                             f"pick {'tinyworld-128.safetensors' if expect_size == 128 else 'tinyworld.safetensors'}")
     try:
         mp = tiny.build_model(spec, parts["unet"])
         clip = tiny.build_clip(spec, parts["clip"])

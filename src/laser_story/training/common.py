@@ -13,7 +13,9 @@ import json
 import math
 import os
 import shlex
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -89,6 +91,64 @@ def last_losses(log_path: str) -> dict[str, Any]:
             rec = json.loads(line)
             out[rec["stage"]] = {k: v for k, v in rec.items() if k not in ("stage",)}
     return out
+
+
+@dataclasses.dataclass
+class Run:
+    """One invocation of a trainer: its parsed arguments, config, checkpoint folder, log and command line."""
+
+    args: argparse.Namespace
+    config: Any
+    work: str
+    log: Logger
+    command: str
+    started: float = dataclasses.field(default_factory=time.time)
+
+    def metadata(self) -> dict[str, Any]:
+        """What every weights file records of the run that made it: command, seed, config and final losses."""
+        losses = last_losses(self.log.path)
+        losses["wall_seconds_this_invocation"] = round(time.time() - self.started, 1)
+        return {"command": self.command, "seed": str(self.config.seed),
+                "train": {"config": dataclasses.asdict(self.config), **losses}}
+
+    def wrote(self, path: str) -> None:
+        print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB) in {time.time() - self.started:.0f} s", flush=True)
+
+
+def start_run(module: str, doc: str, config_class: Any, default_out: str, work_root: str, argv: list[str] | None,
+              add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+              extra_overrides: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+              work_suffix: Callable[[Any], str] | None = None) -> Run:
+    """The command line every trainer shares (--seed, --out, --work, --preset, --threads, --set KEY=VALUE and
+    the trainer's own ``add_arguments``), its config (preset + overrides), checkpoint folder, log and ComfyUI."""
+    from ..tinyworld import host
+
+    ap = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=default_out)
+    ap.add_argument("--work", default=None, help=f"checkpoint folder (default .cache/{work_root}/seed<SEED>)")
+    ap.add_argument("--preset", default="full", choices=config_class.PRESETS)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads; 0 = 2 on an idle machine, 1 when the CPU is busy (oversubscribed threads crawl)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"override a {config_class.__name__} field")
+    if add_arguments is not None:
+        add_arguments(ap)
+    args = ap.parse_args(argv)
+    overrides: dict[str, Any] = {"seed": args.seed, "threads": args.threads or host.auto_threads()}
+    overrides.update(extra_overrides(args) if extra_overrides is not None else {})
+    overrides.update(config_overrides(ap, config_class, args.set))
+    config = config_class.preset(args.preset, **overrides)
+    suffix = work_suffix(config) if work_suffix is not None else ""
+    preset = "" if args.preset == "full" else f"-{args.preset}"
+    work = args.work or os.path.join(".cache", work_root, f"seed{args.seed}{suffix}{preset}")
+    os.makedirs(work, exist_ok=True)
+    host.ensure_comfy(cpu=True, threads=config.threads)
+    torch.manual_seed(config.seed)
+    log = Logger(os.path.join(work, "train.log"))
+    command = command_line(module, argv if argv is not None else sys.argv[1:])
+    print(f"{module}: {command}\nwork dir {work}, config {dataclasses.asdict(config)}", flush=True)
+    return Run(args, config, work, log, command)
 
 
 def config_overrides(parser: argparse.ArgumentParser, config_class: type, pairs: list[str]) -> dict[str, Any]:

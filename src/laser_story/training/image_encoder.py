@@ -12,11 +12,9 @@ stage), then flipped/jittered per step. Checkpoints under ``--work`` make a run 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
-import sys
 import time
 from typing import Any
 
@@ -24,15 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ..tinyworld import encoder, host, weights, world
+from ..tinyworld import encoder, weights, world
 from .common import (
     Logger,
-    command_line,
-    config_overrides,
     cosine_lr,
-    last_losses,
     load_checkpoint,
     save_checkpoint,
+    start_run,
     torch_generator,
     training_init,
 )
@@ -54,6 +50,8 @@ class EncoderConfig:
     weight_decay: float = 0.05
     ckpt_every: int = 250
     log_every: int = 50
+
+    PRESETS = ("full", "smoke")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> EncoderConfig:
@@ -169,32 +167,11 @@ def train(cfg: EncoderConfig, work: str, log: Logger):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=encoder.DEFAULT_ENCODER)
-    ap.add_argument("--work", default=None, help="checkpoint folder (default .cache/image-encoder/seed<SEED>)")
-    ap.add_argument("--preset", default="full", choices=["full", "smoke"])
-    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = 2 on an idle machine, else 1")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an EncoderConfig field")
-    a = ap.parse_args(argv)
-    overrides: dict[str, Any] = {"seed": a.seed, "threads": a.threads or host.auto_threads()}
-    overrides.update(config_overrides(ap, EncoderConfig, a.set))
-    cfg = EncoderConfig.preset(a.preset, **overrides)
-    work = a.work or os.path.join(".cache", "image-encoder", f"seed{a.seed}" + ("" if a.preset == "full" else f"-{a.preset}"))
-    os.makedirs(work, exist_ok=True)
-    host.ensure_comfy(cpu=True, threads=cfg.threads)
-    torch.manual_seed(cfg.seed)
-    log = Logger(os.path.join(work, "train.log"))
-    command = command_line(__spec__.name, argv if argv is not None else sys.argv[1:])
-    print(f"{__spec__.name}: {command}\nwork dir {work}, config {dataclasses.asdict(cfg)}", flush=True)
-    t0 = time.time()
-    model, head = train(cfg, work, log)
-    losses = last_losses(log.path)
-    losses["wall_seconds_this_invocation"] = round(time.time() - t0, 1)
-    encoder.save(a.out, {k: v.half() for k, v in model.state_dict().items()}, head.state_dict(),
-                 {"command": command, "seed": str(cfg.seed), "aligned_with": os.path.basename(weights.BASE_FILE),
-                  "train": {"config": dataclasses.asdict(cfg), **losses}})
-    print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.2f} MB) in {time.time() - t0:.0f} s", flush=True)
+    run = start_run(__spec__.name, __doc__, EncoderConfig, encoder.DEFAULT_ENCODER, "image-encoder", argv)
+    model, head = train(run.config, run.work, run.log)
+    encoder.save(run.args.out, {k: v.half() for k, v in model.state_dict().items()}, head.state_dict(),
+                 {**run.metadata(), "aligned_with": os.path.basename(weights.BASE_FILE)})
+    run.wrote(run.args.out)
     return 0
 
 

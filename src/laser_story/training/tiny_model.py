@@ -1,9 +1,8 @@
 """Train the built-in tiny text-to-image model on the procedural world.
 
-    python -m laser_story.training.tiny_model --preset grow128 --seed 0 --threads 2 --init-from src/laser_story/tinyworld/weights/tinyworld.safetensors --out src/laser_story/tinyworld/weights/tinyworld-128.safetensors
+    python -m laser_story.training.tiny_model --seed 0 --threads 2 --out src/laser_story/tinyworld/weights/tinyworld.safetensors
 
-(the shipped 128x128 model, grown from the 64x64 one, which ``--seed 0 --threads 2 --out .../tinyworld.safetensors``
-made from scratch)
+(the shipped 64x64 model). ``--preset grow128 --init-from <that file>`` grows a 128x128 model from it.
 
 Stages (each resumes from its last checkpoint under ``--work``, default ``.cache/tinyworld/seed<N>``):
 
@@ -30,7 +29,6 @@ import copy
 import dataclasses
 import math
 import os
-import sys
 import time
 from typing import Any
 
@@ -38,16 +36,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ..tinyworld import host, weights, world
+from ..tinyworld import weights, world
 from ..tinyworld.model import TinySpec
 from .common import (
     Logger,
-    command_line,
-    config_overrides,
     cosine_lr,
-    last_losses,
     load_checkpoint,
     save_checkpoint,
+    start_run,
     torch_generator,
     training_init,
 )
@@ -105,15 +101,18 @@ class TrainConfig:
     ckpt_every: int = 200
     log_every: int = 50
 
+    PRESETS = ("full", "grow128", "smoke")
+
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
         presets = {
             "full": {},
-            # The 128x128 model grown from the 64x64 one (--init-from): the VAE adapts on 64-pixel crops and then
+            # A 128x128 model grown from the 64x64 one (--init-from): the VAE adapts on 64-pixel crops and then
             # whole images, the UNet fine-tunes at the 16x16 latent; the text encoder stays as it is (text_lr 0),
-            # so the image encoder trained against it stays aligned. About 55 minutes on 2 CPU cores.
+            # so the image encoder trained against it stays aligned. 82 minutes on 2 CPU cores. Measured: judge
+            # after its VAE 100 %, prompt fidelity 78.6 % (shape 39.9 %): not yet better than the 64x64 model.
             "grow128": dict(image_size=128, vae_steps=700, vae_crop=64, vae_full_steps=100, n_scenes=6000,
-                            unet_steps=1600, unet_batch=32, unet_lr=2e-4, warmup=100, text_lr=0.0),
+                            unet_steps=2000, unet_batch=32, unet_lr=2e-4, warmup=100, text_lr=0.0),
             "smoke": dict(vae_steps=6, vae_batch=2, n_scenes=48, unet_steps=6, unet_batch=4,
                           warmup=2, ckpt_every=3, log_every=1),
         }
@@ -394,8 +393,7 @@ def train_unet(cfg: TrainConfig, spec: TinySpec, data: dict[str, Any], work: str
 # ------------------------------------------------------------------------------------------------- main
 
 
-def export(cfg: TrainConfig, spec: TinySpec, vae, clip, ema, tokens: CaptionTokens, unk_id: int, out: str,
-           command: str, losses: dict[str, Any]) -> None:
+def export(spec: TinySpec, vae, clip, ema, tokens: CaptionTokens, unk_id: int, out: str, metadata: dict[str, Any]) -> None:
     clip_sd = {k: v for k, v in clip.cond_stage_model.state_dict().items()}
     prefix = "clip_l.transformer."
     for k, v in ema["te"].items():
@@ -408,37 +406,21 @@ def export(cfg: TrainConfig, spec: TinySpec, vae, clip, ema, tokens: CaptionToke
         vae=vae.first_stage_model.state_dict(),
         keep_token_ids=vocabulary_token_ids(tokens),
         default_token_id=unk_id,
-        metadata={"command": command, "seed": str(cfg.seed), "image_size": str(cfg.image_size),
-                  "train": {"config": dataclasses.asdict(cfg), **losses}},
+        metadata=metadata,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=weights.DEFAULT_WEIGHTS)
-    ap.add_argument("--work", default=None, help="checkpoint folder (default .cache/tinyworld/seed<SEED>)")
-    ap.add_argument("--preset", default="full", choices=["full", "grow128", "smoke"])
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads; 0 = 2 on an idle machine, 1 when the CPU is busy (oversubscribed threads crawl)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
-    ap.add_argument("--stop-after", choices=["vae", "data", "unet"], default=None)
-    ap.add_argument("--init-from", default="", help="tiny-model weights to grow from (e.g. the 64x64 model)")
-    a = ap.parse_args(argv)
-    overrides: dict[str, Any] = {"seed": a.seed, "threads": a.threads or host.auto_threads(), "init_from": a.init_from}
-    overrides.update(config_overrides(ap, TrainConfig, a.set))
-    cfg = TrainConfig.preset(a.preset, **overrides)
-    size = "" if cfg.image_size == world.IMAGE_SIZE else f"-{cfg.image_size}px"
-    work = a.work or os.path.join(".cache", "tinyworld", f"seed{a.seed}{size}" + ("" if a.preset == "full" else f"-{a.preset}"))
-    os.makedirs(work, exist_ok=True)
-    host.ensure_comfy(cpu=True, threads=cfg.threads)
-    torch.manual_seed(cfg.seed)
+    def add_arguments(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--stop-after", choices=["vae", "data", "unet"], default=None)
+        ap.add_argument("--init-from", default="", help="tiny-model weights to grow from (e.g. the 64x64 model)")
+
+    run = start_run(__spec__.name, __doc__, TrainConfig, weights.DEFAULT_WEIGHTS, "tinyworld", argv, add_arguments,
+                    extra_overrides=lambda args: {"init_from": args.init_from},
+                    work_suffix=lambda cfg: "" if cfg.image_size == world.IMAGE_SIZE else f"-{cfg.image_size}px")
+    a, cfg, work, log = run.args, run.config, run.work, run.log
     torch.set_flush_denormal(True)
-    log = Logger(os.path.join(work, "train.log"))
-    command = command_line(__spec__.name, argv if argv is not None else sys.argv[1:])
-    print(f"{__spec__.name}: {command}\nwork dir {work}, config {dataclasses.asdict(cfg)}", flush=True)
     spec = TRAINED_SPEC
-    t0 = time.time()
     vae = train_vae(cfg, spec, work, log)
     if a.stop_after == "vae":
         return 0
@@ -448,10 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     mp, clip, ema, tokens, unk_id = train_unet(cfg, spec, data, work, log)
     if a.stop_after == "unet":
         return 0
-    losses = last_losses(log.path)
-    losses["wall_seconds_this_invocation"] = round(time.time() - t0, 1)
-    export(cfg, spec, vae, clip, ema, tokens, unk_id, a.out, command, losses)
-    print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.2f} MB) in {time.time() - t0:.0f} s", flush=True)
+    export(spec, vae, clip, ema, tokens, unk_id, a.out, {**run.metadata(), "image_size": str(cfg.image_size)})
+    run.wrote(a.out)
     return 0
 
 
