@@ -97,9 +97,7 @@ def build_renders(cfg: EncoderConfig, work: str, log: Logger) -> dict[str, Any]:
 
 
 def train(cfg: EncoderConfig, work: str, log: Logger):
-    from ..tinyworld.weights import load as load_tiny
-
-    _, clip, _, _ = load_tiny(weights.BASE_FILE)  # the 128x128 model keeps this text encoder as it is
+    _, clip, _, _ = weights.load(weights.BASE_FILE)  # the 128x128 model keeps this text encoder as it is
     te = clip.cond_stage_model.clip_l.transformer.float().eval()
     tokens = CaptionTokens(clip.tokenizer)
     data = build_renders(cfg, work, log)
