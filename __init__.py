@@ -31,6 +31,7 @@ def _import_package():
 _import_package()
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
+WEB_DIRECTORY = "./web"  # the frontend extension that shows plans, frame info and GIFs on their nodes
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 FAILED_NODE_MODULES: dict[str, str] = {}
 
@@ -43,4 +44,4 @@ if importlib.util.find_spec("comfy") is not None:
     NODE_DISPLAY_NAME_MAPPINGS.update(_registration.node_display_name_mappings)
     FAILED_NODE_MODULES.update(_registration.failed_node_modules)
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -82,17 +82,17 @@ def embed(clip, text: str):
 
 
 def laser_frames(model, clip, vae, a: str, b: str, control: str, frames: int, steps: int, cfg: float, scheduler: str,
-                 seed: int) -> torch.Tensor:
+                 seed: int, size: int) -> torch.Tensor:
     """LASER row: ``attention.morph.run_morph`` on the tiny model (P0 generated from ``seed``)."""
     from laser_story.attention.morph import run_morph
 
     result = run_morph(model, [embed(clip, a), embed(clip, b)], embed(clip, ""), [control], None, frames, steps, cfg,
-                       scheduler, seed, (1, 4, world.IMAGE_SIZE // 8, world.IMAGE_SIZE // 8), [a, b])
+                       scheduler, seed, (1, 4, size // 8, size // 8), [a, b])
     return result.latents
 
 
 def interpolated_frames(model, clip, a: str, b: str, frames: int, steps: int, cfg: float, scheduler: str, seed: int,
-                        same_noise: bool) -> torch.Tensor:
+                        same_noise: bool, size: int) -> torch.Tensor:
     """Baselines: per-frame linear interpolation of the text embeddings, no injection; all frames from the
     seed's noise (``same_noise``) or frame i from seed + i."""
     import comfy.sample
@@ -103,7 +103,7 @@ def interpolated_frames(model, clip, a: str, b: str, frames: int, steps: int, cf
     alphas = [i / (frames - 1) for i in range(frames)]
     emb = interpolate(embed(clip, a), embed(clip, b), alphas)
     neg = embed(clip, "")
-    lat = torch.zeros(1, 4, world.IMAGE_SIZE // 8, world.IMAGE_SIZE // 8)
+    lat = torch.zeros(1, 4, size // 8, size // 8)
     seeds = [seed] * frames if same_noise else [seed + i for i in range(frames)]
     noise = torch.cat([comfy.sample.prepare_noise(lat, s) for s in seeds])
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
@@ -141,6 +141,7 @@ def main() -> None:
     from laser_story.tinyworld import weights
 
     model, clip, vae, meta = weights.load(opts.weights or weights.DEFAULT_WEIGHTS)
+    size = weights.image_size(meta)
     pairs = load_pairs(opts.pairs)
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in opts.methods}
     times: dict[str, float] = {m: 0.0 for m in opts.methods}
@@ -153,10 +154,10 @@ def main() -> None:
             t0 = time.perf_counter()
             if method == "laser":
                 lat = laser_frames(model, clip, vae, pair["a"], pair["b"], pair["control"], opts.frames, opts.steps,
-                                   opts.cfg, opts.scheduler, seed)
+                                   opts.cfg, opts.scheduler, seed, size)
             else:
                 lat = interpolated_frames(model, clip, pair["a"], pair["b"], opts.frames, opts.steps, opts.cfg,
-                                          opts.scheduler, seed, same_noise=method == "naive")
+                                          opts.scheduler, seed, same_noise=method == "naive", size=size)
             frames = to_images(vae, lat)
             times[method] += time.perf_counter() - t0
             rows[method].append(score(frames, pair["a"], pair["b"]))
@@ -168,7 +169,7 @@ def main() -> None:
               + "  ".join(f"{m} fid {rows[m][-1]['fidelity']:.2f} pdv {rows[m][-1]['pdv_pix']:.5f}" for m in opts.methods),
               flush=True)
     print()
-    print(f"model {opts.weights or weights.DEFAULT_WEIGHTS} ({meta.get('command', '?')}); {len(pairs)} prompt pairs, "
+    print(f"model {opts.weights or weights.DEFAULT_WEIGHTS} ({meta.get('command', '?')}); {size}x{size}, {len(pairs)} prompt pairs, "
           f"{opts.frames} frames, {opts.steps} steps, cfg {opts.cfg}, scheduler {opts.scheduler}, seeds {opts.seed}..{opts.seed + len(pairs) - 1}")
     cols = [("fidelity", "endpoint fidelity ^"), ("pdv_pix", "PDV pix v"), ("pdv_ssim", "PDV ssim v"),
             ("dir_pix", "directness pix v"), ("dir_ssim", "directness ssim v"), ("identity", "identity ^")]

@@ -46,6 +46,17 @@ if [ "${SKIP_LLM:-0}" != 1 ]; then
   done
 fi
 
+# The browser tests drive Debian's Chromium (Playwright's own browser downloads are not used).
+if [ "${SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null && [ -z "${LASER_STORY_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian's chromium for the browser tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+      || die "apt-get could not install chromium; install it (Debian: apt-get install chromium), or set SKIP_BROWSER=1."
+  else  # the rest of the setup is still useful; the browser tests fail naming the same fix
+    log "WARNING: chromium not found and not root: the browser tests will fail; install it (Debian: sudo apt-get install chromium) or set SKIP_BROWSER=1."
+  fi
+fi
+
 # --- the host ComfyUI --------------------------------------------------------------------------
 if [ -n "${COMFYUI_PATH:-}" ]; then
   COMFY=$(cd "$COMFYUI_PATH" 2>/dev/null && pwd) || die "COMFYUI_PATH=$COMFYUI_PATH does not exist; expected a ComfyUI folder containing main.py, nodes.py and comfy/."

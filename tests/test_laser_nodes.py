@@ -43,7 +43,7 @@ def test_typed_prompts_make_one_frame_batch_saved_as_gif(comfy_host):
     assert tuple(frames.shape) == (3 + 2, 64, 64, 3)
     info = comfy_host.captured["info"].splitlines()
     assert len(info) == 5 and info[0].startswith("segment 0 frame 0 control 1") and "control 0" in info[-1]
-    saved = outputs["7"]["images"][0]
+    saved = outputs["7"]["gifs"][0]
     path = comfy_host.folder_paths.get_output_directory() + f"/{saved['subfolder']}/{saved['filename']}"
     with Image.open(path) as gif:
         assert gif.n_frames == 5 and gif.size == (64, 64)

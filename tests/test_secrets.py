@@ -72,7 +72,7 @@ def test_the_api_key_appears_nowhere(gemma_path, tmp_path):  # noqa: F811
             "/object_info": server.get("/object_info"),
             "server log": server.log().encode(),
         }
-        saved = [image for node in history["outputs"].values() for image in node.get("images", [])]
+        saved = [image for node in history["outputs"].values() for key in ("images", "gifs") for image in node.get(key, [])]
         assert {s["filename"].rsplit(".", 1)[1] for s in saved} == {"png", "webp", "gif"}
         for image in saved:
             places[image["filename"]] = (server.base / "output" / image["subfolder"] / image["filename"]).read_bytes()

@@ -82,12 +82,12 @@ def test_laser_morph_workflow_runs_headless_and_writes_the_animation(comfy_serve
     history, messages = comfy_server.run(api)
     assert history["status"]["status_str"] == "success"
     frames = None
-    for node_id, suffix in (("4", ".webp"), ("5", ".gif")):
-        saved = history["outputs"][node_id]["images"][0]
+    for node_id, key, suffix in (("4", "images", ".webp"), ("5", "gifs", ".gif")):
+        saved = history["outputs"][node_id][key][0]
         assert saved["filename"].endswith(suffix)
         data = comfy_server.get("/view", filename=saved["filename"], subfolder=saved["subfolder"], type="output")
         with Image.open(io.BytesIO(data)) as animation:
-            assert animation.size == (256, 256), "64x64 frames, upscaled 4x for viewing"
+            assert animation.size == (256, 256), "128x128 frames, upscaled 2x for viewing"
             frames = frames or animation.n_frames
             assert animation.n_frames == frames > 2
     progress = [data for kind, data in messages if kind == "progress" and data["node"] == "3"]
@@ -102,3 +102,20 @@ def test_ui_workflows_match_their_api_twins_and_are_listed_as_templates(comfy_se
         assert api_from_ui(json.loads(ui_path.read_text()), object_info) == api, ui_path.name
     templates = comfy_server.get_json("/workflow_templates")
     assert sorted(templates["laser-story"]) == sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+
+
+@pytest.mark.parametrize(("name", "size"), [("canvas_panorama", (1024, 128)), ("canvas_grow", (256, 256))])
+def test_canvas_workflows_grow_a_world_scene_headless(comfy_server, name, size):
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    history, messages = comfy_server.run(api)
+    assert history["status"]["status_str"] == "success"
+    saved = history["outputs"]["9"]["images"][0]
+    data = comfy_server.get("/view", filename=saved["filename"], subfolder=saved["subfolder"], type="output")
+    with Image.open(io.BytesIO(data)) as canvas:
+        assert canvas.size == size
+    info = json.loads(history["outputs"]["8"]["text"][0])
+    plan = api["7"]["inputs"]["directions"]
+    assert len(info["steps"]) == (14 if "x14" in plan else 4)
+    progress = [data for kind, data in messages if kind == "progress" and data["node"] == "8"]
+    assert progress[-1]["value"] == progress[-1]["max"] == len(info["steps"]), "one progress tick per expansion step"
+    assert any(kind == "binary" for kind, _ in messages), "a preview of the canvas is sent after each step"

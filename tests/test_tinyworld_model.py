@@ -25,14 +25,15 @@ def shipped(comfy_host):
 def test_shipped_weights_are_small_and_carry_their_spec_and_command(comfy_host):
     from laser_story.tinyworld import weights
 
-    size = os.path.getsize(weights.DEFAULT_WEIGHTS)
     total = sum(os.path.getsize(os.path.join(weights.WEIGHTS_DIR, f)) for f in os.listdir(weights.WEIGHTS_DIR))
-    print(f"\n{weights.DEFAULT_WEIGHTS}: {size / 1e6:.2f} MB (weights folder {total / 1e6:.2f} MB)")
+    print(f"\nweights folder {total / 1e6:.2f} MB")
     assert total <= 40 * 1024 * 1024
-    spec, parts, meta = weights.read()
-    assert meta["command"] == weights.REBUILD_COMMAND  # errors name the very command that made the shipped file
-    assert meta["seed"].isdigit()
-    assert set(parts) == {"unet", "clip", "vae"}
+    assert weights.DEFAULT_WEIGHTS.endswith(weights.SHIPPED[128])
+    for side, name in weights.SHIPPED.items():
+        spec, parts, meta = weights.read(os.path.join(weights.WEIGHTS_DIR, name))
+        assert meta["command"] == weights.REBUILD_COMMANDS[name]  # errors name the very command that made the file
+        assert meta["seed"].isdigit() and weights.image_size(meta) == side
+        assert set(parts) == {"unet", "clip", "vae"}
 
 
 def test_shipped_model_is_comfy_native_sd15_with_sd15_topology(shipped):
@@ -51,8 +52,9 @@ def test_shipped_model_is_comfy_native_sd15_with_sd15_topology(shipped):
 
 
 def test_shipped_model_generates_in_a_comfy_graph(comfy_host):
-    graph = tiny_txt2img("tinyworld_test", ("LaserStoryTinyModel", {"weights": "tinyworld.safetensors"}),
+    graph = tiny_txt2img("tinyworld_test", ("LaserStoryTinyModel", {"weights": "tinyworld-128.safetensors"}),
                          "a large red star in the center", steps=20, batch_size=2)
+    graph["4"]["inputs"].update(width=128, height=128)
     outputs = comfy_host.run(graph)
     assert len(outputs["7"]["images"]) == 2
 
@@ -66,8 +68,9 @@ def test_loader_node_reports_a_missing_file_with_the_rebuild_command(comfy_host)
     for spec in node.INPUT_TYPES()["required"].values():
         assert spec[1]["tooltip"]
     msg = node.VALIDATE_INPUTS("no_such_file.safetensors")
-    assert isinstance(msg, str) and "no_such_file.safetensors" in msg and weights.REBUILD_COMMAND in msg
-    assert node.VALIDATE_INPUTS("tinyworld.safetensors") is True
+    assert isinstance(msg, str) and "no_such_file.safetensors" in msg and weights.rebuild_command(weights.DEFAULT_WEIGHTS) in msg
+    assert node.VALIDATE_INPUTS("tinyworld.safetensors") is True and node.VALIDATE_INPUTS("tinyworld-128.safetensors") is True
+    assert node.INPUT_TYPES()["required"]["weights"][1]["default"] == "tinyworld-128.safetensors"
 
 
 def test_missing_and_corrupt_weights_name_the_file_and_the_command(comfy_host, tmp_path):
@@ -76,14 +79,18 @@ def test_missing_and_corrupt_weights_name_the_file_and_the_command(comfy_host, t
     missing = tmp_path / "gone.safetensors"
     with pytest.raises(weights.TinyWeightsError) as e:
         weights.load(str(missing))
-    assert str(missing) in str(e.value) and weights.REBUILD_COMMAND in str(e.value)
+    assert str(missing) in str(e.value) and weights.rebuild_command(weights.DEFAULT_WEIGHTS) in str(e.value)
 
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
     with pytest.raises(weights.TinyWeightsError) as e:
         weights.load(str(corrupt))
-    assert str(corrupt) in str(e.value) and weights.REBUILD_COMMAND in str(e.value)
+    assert str(corrupt) in str(e.value) and weights.rebuild_command(weights.DEFAULT_WEIGHTS) in str(e.value)
     assert weights.check(str(corrupt)) is not None
+    gone_64 = tmp_path / weights.SHIPPED[64]
+    with pytest.raises(weights.TinyWeightsError) as e:
+        weights.load(str(gone_64))
+    assert weights.REBUILD_COMMANDS[weights.SHIPPED[64]] in str(e.value) and "--preset" not in str(e.value)
 
     truncated = tmp_path / "truncated.safetensors"
     data = open(weights.DEFAULT_WEIGHTS, "rb").read()
@@ -195,7 +202,8 @@ def test_each_loader_lists_only_its_own_kind_of_weights(comfy_host, tmp_path):
     problem = weights.check(str(other))
     assert str(other) in problem and "'image-encoder'" in problem and weights.KIND in problem
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
-    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND) == ["tinyworld.safetensors"]
+    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND) == ["tinyworld-128.safetensors",
+                                                                                                 "tinyworld.safetensors"]
     assert weights.files_of_kind("image-encoder") == ["tinyworld-image-encoder.safetensors"], "it shares the folder"
 
 
@@ -215,8 +223,8 @@ def test_the_image_encoder_is_a_core_clip_vision(comfy_host):
 
 def test_core_sag_pag_freeu_and_a_plain_ksampler_at_128(comfy_host):
     """One graph: a plain KSampler and one through FreeU, Self-Attention Guidance and Perturbed-Attention
-    Guidance, both on the built-in model at 128x128 (SAG needs the middle block bigger than 1x1)."""
-    graph = tiny_txt2img("tinyworld_core_patches", ("LaserStoryTinyModel", {"weights": "tinyworld.safetensors"}),
+    Guidance, both on the default built-in model at 128x128 (SAG needs the middle block bigger than 1x1)."""
+    graph = tiny_txt2img("tinyworld_core_patches", ("LaserStoryTinyModel", {"weights": "tinyworld-128.safetensors"}),
                          "a large red star in the center", steps=6)
     graph["4"]["inputs"].update(width=128, height=128)
     graph.update({
@@ -231,19 +239,14 @@ def test_core_sag_pag_freeu_and_a_plain_ksampler_at_128(comfy_host):
     assert len(outputs["7"]["images"]) == 1 and len(outputs["15"]["images"]) == 1
 
 
-def test_a_model_of_the_other_size_names_the_file_what_it_holds_and_what_was_expected(comfy_host, tmp_path):
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
+def test_a_model_of_the_other_size_names_the_file_what_it_holds_and_what_was_expected(comfy_host):
     from laser_story.tinyworld import weights
 
-    grown = str(tmp_path / "tinyworld-128.safetensors")  # the shipped tensors, labelled as a 128x128 model
-    with safe_open(weights.BASE_FILE, framework="pt") as f:
-        save_file({k: f.get_tensor(k) for k in f.keys()}, grown, metadata={**f.metadata(), "image_size": "128"})  # noqa: SIM118
+    grown = weights.DEFAULT_WEIGHTS
     for path, expect, holds in ((weights.BASE_FILE, 128, "64x64"), (grown, 64, "128x128")):
         with pytest.raises(weights.TinyWeightsError) as e:
             weights.load(path, expect_size=expect)
         message = str(e.value)
         assert path in message and f"holds the {holds} tiny model" in message
-        assert f"{expect}x{expect} is expected" in message
+        assert f"{expect}x{expect} is expected" in message and weights.SHIPPED[expect] in message
     assert weights.image_size(weights.read(grown)[2]) == 128 and weights.image_size(weights.read(weights.BASE_FILE)[2]) == 64

@@ -1,4 +1,5 @@
-"""Quality figures of the shipped tiny model, printed and checked (issue: judge >= 95 %, fidelity >= 80 %).
+"""Quality figures of the default (128x128) tiny model, printed and checked against what it reaches (prompt
+fidelity 86 %; the goal of 90 % with every attribute >= 80 % is not reached yet: shape is at 60 %).
 
 Reproduce the same figures with ``python -m laser_story.tinyworld.evaluate``.
 """
@@ -17,10 +18,10 @@ def test_judge_accuracy_after_a_vae_round_trip(comfy_host):
     _model, _clip, vae, meta = weights.load()
     acc = evaluate.judge_accuracy(100, vae=vae, size=weights.image_size(meta))
     print("\n" + evaluate.accuracy_lines("100 world scenes after a VAE round trip", acc)[0])
-    assert acc.accuracy() >= 0.8
+    assert acc.accuracy() >= 0.95
 
 
-def test_prompt_fidelity_on_100_heldout_captions_is_at_least_80_percent(comfy_host):
+def test_prompt_fidelity_on_100_heldout_captions_is_at_least_84_percent(comfy_host):
     from laser_story.tinyworld import evaluate, weights, world
 
     model, clip, vae, meta = weights.load()
@@ -30,7 +31,7 @@ def test_prompt_fidelity_on_100_heldout_captions_is_at_least_80_percent(comfy_ho
     print(f"\nmodel: {meta['command']}")
     print("\n".join(report.lines()))
     assert report.scorable == 100
-    assert report.fidelity >= 0.80
+    assert report.fidelity >= 0.84
 
 
 def test_image_encoder_retrieves_captions_and_tells_characters_apart(comfy_host):

@@ -14,11 +14,15 @@ PINNED = {
                                     "store_fp16"),
     "LaserStoryLLMConfig": ("backend", "model", "base_url", "api_key_env", "timeout_s", "max_attempts", "unload_after",
                             "n_ctx", "chat_format", "n_threads", "http_retries"),
+    "LaserStoryLocalCaptionExpander": ("window", "step", "overlap", "steps", "cfg", "sampler_name", "scheduler",
+                                       "denoise", "seed", "seed:control_after_generate", "conditioning", "colour_match",
+                                       "negative"),
     "LaserStoryLLMPlanner": ("task", "text", "temperature", "seed", "max_tokens", "image_caption", "directions",
                              "plan_override"),
     "LaserStoryMorphInterpolator": ("frames_per_segment", "steps", "cfg", "scheduler", "seed",
                                     "seed:control_after_generate", "width", "height", "prompts", "controls", "negative"),
     "LaserStorySaveAnimatedGIF": ("filename_prefix", "fps", "loop", "pingpong"),
+    "LaserStoryTinyExpansionModel": ("weights",),
     "LaserStoryTinyModel": ("weights",),
 }  # fmt: skip
 

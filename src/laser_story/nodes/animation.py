@@ -49,7 +49,9 @@ class SaveAnimatedGIF:
         name = f"{filename}_{counter:05}_.gif"
         frames[0].save(os.path.join(folder, name), save_all=True, append_images=frames[1:], duration=round(1000 / fps),
                        loop=loop, comment=json.dumps(metadata).encode() if metadata else b"", optimize=False)
-        return {"ui": {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}], "animated": (True,)}}
+        # Under its own key: this frontend shows an animated "images" entry that is not WEBP/PNG as a video, which
+        # cannot play a GIF; the pack's web extension shows it as an <img> instead.
+        return {"ui": {"gifs": [{"filename": name, "subfolder": subfolder, "type": "output"}]}}
 
 
 NODE_CLASS_MAPPINGS = {"LaserStorySaveAnimatedGIF": SaveAnimatedGIF}

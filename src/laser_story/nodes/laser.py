@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import comfy.latent_formats
 import comfy.model_management
 import comfy.samplers
@@ -18,9 +16,8 @@ from ..attention.morph import run_morph
 from ..attention.sampling import Embedding
 from ..llm.tasks.base import PlanError
 from ..llm.tasks.morph import parse_morph_plan, typed_plan
+from ._images import fit_to_multiple_of_8
 from ._types import PLAN
-
-logger = logging.getLogger("laser_story")
 
 CATEGORY = "laser-story/laser"
 SUPPORTED_FAMILIES = "SD1.x and SD2.x UNet models (SD1.5, SD2.1 and fine-tunes of them)"
@@ -79,17 +76,6 @@ class LaserAttentionInjector:
 def _encode(clip, text: str) -> Embedding:
     tokens, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
     return Embedding(tokens, pooled)
-
-
-def _fit_to_multiple_of_8(image: torch.Tensor) -> tuple[torch.Tensor, str]:
-    height, width = image.shape[1], image.shape[2]
-    new_h, new_w = max(8, height // 8 * 8), max(8, width // 8 * 8)
-    if (new_h, new_w) == (height, width):
-        return image, ""
-    resized = comfy.utils.common_upscale(image.movedim(-1, 1), new_w, new_h, "bilinear", "center").movedim(1, -1)
-    note = f"image: resized from {width}x{height} to {new_w}x{new_h} (sides must be multiples of 8)"
-    logger.warning("laser-story Morph Interpolator %s", note)
-    return resized, note
 
 
 class MorphInterpolator:
@@ -162,7 +148,7 @@ class MorphInterpolator:
         notes = []
         keyframe = None
         if image is not None:
-            fitted, note = _fit_to_multiple_of_8(image[:1])
+            fitted, note = fit_to_multiple_of_8(image[:1], "Morph Interpolator")
             notes += [note] if note else []
             keyframe = vae.encode(fitted[:, :, :, :3])
         embeddings = [_encode(clip, p) for p in morph_plan.prompts]

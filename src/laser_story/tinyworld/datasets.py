@@ -192,6 +192,6 @@ def render_wide(scene: WideScene) -> np.ndarray:
     for i, tile in enumerate(scene.tiles):
         y0, x0 = (0, i * TILE) if scene.axis == "x" else (i * TILE, 0)
         region = img[y0:y0 + TILE, x0:x0 + TILE]
-        for obj, alpha in zip(tile.objects, world._coverage(tile, TILE), strict=True):
+        for obj, alpha in zip(tile.objects, world.coverage(tile, TILE), strict=True):
             region[:] = region * (1 - alpha[..., None]) + np.asarray(obj.rgb)[None, None, :] * alpha[..., None]
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)

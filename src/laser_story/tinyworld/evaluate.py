@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
     ap.add_argument("--n", type=int, default=100, help="held-out captions")
+    ap.add_argument("--first", type=int, default=0,
+                    help="first held-out scene (0: the reported set 0..99; 100: scenes 100..199 for choosing settings)")
     ap.add_argument("--judge-n", type=int, default=500, help="rendered scenes for the judge's accuracy")
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--cfg", type=float, default=DEFAULT_CFG)
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     n_vae = min(a.judge_n, 200)
     for line in accuracy_lines(f"{n_vae} scenes after a VAE round trip", judge_accuracy(n_vae, vae=vae, size=size)):
         print(line)
-    pairs = world.heldout_captions(a.n)
+    pairs = world.heldout_captions(a.first + a.n)[a.first :]
     captions = [c for _, c in pairs]
     t1 = time.time()
     images = generate(model, clip, vae, captions, [a.seed + i for i in range(a.n)], a.steps, a.cfg,
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     t_gen = time.time() - t1
     rep = fidelity_report(images, captions)
     print(f"model: {path} ({meta.get('command', '?')})")
-    print(f"{a.n} held-out captions, {a.sampler}/{a.scheduler} {a.steps} steps, cfg {a.cfg}, seeds {a.seed}..{a.seed + a.n - 1}:"
+    print(f"{a.n} held-out captions (scenes {a.first}..{a.first + a.n - 1}), {a.sampler}/{a.scheduler} {a.steps} steps, cfg {a.cfg}, seeds {a.seed}..{a.seed + a.n - 1}:"
           f" generated in {t_gen:.1f} s")
     for line in rep.lines():
         print(line)

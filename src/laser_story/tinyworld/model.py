@@ -31,6 +31,7 @@ class TinySpec:
     clip_intermediate: int = 128
     vae_ch: int = 32
     vae_ch_mult: tuple[int, ...] = (1, 2, 2, 2)
+    in_channels: int = 4  # 9 = inpainting-shaped (latent + mask + masked-image latent), as SD1.5-inpainting
 
     def unet_config(self) -> dict[str, Any]:
         levels = len(self.channel_mult)
@@ -45,7 +46,7 @@ class TinySpec:
             "use_spatial_transformer": True,
             "legacy": False,
             "adm_in_channels": None,
-            "in_channels": 4,
+            "in_channels": self.in_channels,
             "out_channels": 4,
             "model_channels": self.model_channels,
             "num_res_blocks": [self.num_res_blocks] * levels,

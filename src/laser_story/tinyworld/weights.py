@@ -30,10 +30,29 @@ from .model import TinySpec
 FORMAT = "laser-story-tinyworld/1"
 KIND = "tiny-model"
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "tinyworld.safetensors")
-SHIPPED_PATH = "src/laser_story/tinyworld/weights/tinyworld.safetensors"  # from the repository root
-BASE_FILE = DEFAULT_WEIGHTS  # the file whose text encoder the image encoder was trained against
-REBUILD_COMMAND = f"python -m laser_story.training.tiny_model --seed 0 --threads 2 --out {SHIPPED_PATH}"
+SHIPPED_FOLDER = "src/laser_story/tinyworld/weights"  # from the repository root
+# The shipped models by image side: the 128x128 one is the default; the 64x64 one, which it was grown from and
+# whose text encoder both share (the image encoder was trained against it), stays as the fast second choice.
+SHIPPED = {128: "tinyworld-128.safetensors", 64: "tinyworld.safetensors"}
+DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, SHIPPED[128])
+BASE_FILE = os.path.join(WEIGHTS_DIR, SHIPPED[64])
+_TRAIN = "python -m laser_story.training.tiny_model"
+REBUILD_COMMANDS = {
+    SHIPPED[64]: f"{_TRAIN} --seed 0 --threads 2 --out {SHIPPED_FOLDER}/{SHIPPED[64]}",
+    SHIPPED[128]: f"{_TRAIN} --preset grow128 --seed 0 --threads 2 --init-from {SHIPPED_FOLDER}/{SHIPPED[64]} "
+                  f"--out {SHIPPED_FOLDER}/{SHIPPED[128]}",
+}
+REBUILD_MINUTES = {SHIPPED[64]: 90, SHIPPED[128]: 130}
+
+
+def rebuild_command(path: str) -> str:
+    """The command that made the shipped file of this name (other names: the default model's)."""
+    return REBUILD_COMMANDS.get(os.path.basename(path), REBUILD_COMMANDS[SHIPPED[128]])
+
+
+def shipped_path(path: str) -> str:
+    name = os.path.basename(path)
+    return f"{SHIPPED_FOLDER}/{name if name in REBUILD_COMMANDS else SHIPPED[128]}"
 TOKEN_EMBEDDING_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 
 
@@ -42,10 +61,11 @@ class TinyWeightsError(RuntimeError):
 
 
 def _problem(path: str, what: str) -> TinyWeightsError:
+    shipped = shipped_path(path)
     return TinyWeightsError(
         f"built-in tiny model weights {path!r}: {what}. Rebuild them from the repository root with "
-        f"`{REBUILD_COMMAND}` (about 90 minutes on 2 CPU cores), or restore the shipped file with "
-        f"`git checkout -- {SHIPPED_PATH}`."
+        f"`{rebuild_command(path)}` (about {REBUILD_MINUTES[os.path.basename(shipped)]} minutes on 2 CPU cores), "
+        f"or restore the shipped file with `git checkout -- {shipped}`."
     )
 
 
@@ -195,7 +215,7 @@ def load(path: str = DEFAULT_WEIGHTS, expect_size: int | None = None):
     if expect_size is not None and image_size(meta) != expect_size:
         found = image_size(meta)
         raise _problem(path, f"it holds the {found}x{found} tiny model, but {expect_size}x{expect_size} is expected here; "
-                             f"pick {'tinyworld-128.safetensors' if expect_size == 128 else 'tinyworld.safetensors'}")
+                             f"pick {SHIPPED.get(expect_size, SHIPPED[128])}")
     try:
         mp = tiny.build_model(spec, parts["unet"])
         clip = tiny.build_clip(spec, parts["clip"])

@@ -297,12 +297,13 @@ def background_image(name: str, size: int, tone: float = 0.0) -> np.ndarray:
 def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
     """The scene as a uint8 RGB array (size, size, 3); object edges antialiased by supersampling."""
     img = background_image(scene.background, size, scene.bg_tone)
-    for obj, alpha in zip(scene.objects, _coverage(scene, size), strict=True):
+    for obj, alpha in zip(scene.objects, coverage(scene, size), strict=True):
         img = img * (1 - alpha[..., None]) + np.asarray(obj.rgb)[None, None, :] * alpha[..., None]
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _coverage(scene: Scene, size: int) -> list[np.ndarray]:
+def coverage(scene: Scene, size: int) -> list[np.ndarray]:
+    """Per-object antialiased coverage (size, size) in 0..1, in the order of ``scene.objects``."""
     out = []
     for obj in scene.objects:
         im = Image.new("L", (size * SUPERSAMPLE, size * SUPERSAMPLE), 0)
@@ -313,7 +314,7 @@ def _coverage(scene: Scene, size: int) -> list[np.ndarray]:
 
 def render_masks(scene: Scene, size: int = IMAGE_SIZE) -> list[np.ndarray]:
     """Per-object boolean masks (size, size): pixels at least half covered by the object."""
-    return [alpha >= 0.5 for alpha in _coverage(scene, size)]
+    return [alpha >= 0.5 for alpha in coverage(scene, size)]
 
 
 # --------------------------------------------------------------------------------------------------

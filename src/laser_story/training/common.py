@@ -51,6 +51,23 @@ def load_checkpoint(path: str) -> Any | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def resume(path: str, stage: str, parts: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """Load the checkpoint at ``path`` (if any) into ``parts`` (name -> module or optimizer); returns (the step it
+    was taken after, the whole checkpoint for anything else it holds), or (0, None) for a fresh start."""
+    ck = load_checkpoint(path)
+    if ck is None:
+        return 0, None
+    for name, part in parts.items():
+        part.load_state_dict(ck[name])
+    print(f"[{stage}] resuming at step {ck['step']}", flush=True)
+    return ck["step"], ck
+
+
+def checkpoint(path: str, step: int, parts: dict[str, Any], **extra: Any) -> None:
+    """What :func:`resume` reads back: every part's state dict, the step and ``extra``."""
+    save_checkpoint({**{name: part.state_dict() for name, part in parts.items()}, **extra, "step": step}, path)
+
+
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of ``base``."""
     if step < warmup:
@@ -125,7 +142,7 @@ def start_run(module: str, doc: str, config_class: Any, default_out: str, work_r
 
     ap = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=default_out)
+    ap.add_argument("--out", default=default_out, help="weights file to write" + (f" (default {default_out})" if default_out else ""))
     ap.add_argument("--work", default=None, help=f"checkpoint folder (default .cache/{work_root}/seed<SEED>)")
     ap.add_argument("--preset", default="full", choices=config_class.PRESETS)
     ap.add_argument("--threads", type=int, default=0,

@@ -25,8 +25,10 @@ import torch.nn.functional as F  # noqa: N812
 from ..tinyworld import encoder, weights, world
 from .common import (
     Logger,
+    checkpoint,
     cosine_lr,
     load_checkpoint,
+    resume,
     save_checkpoint,
     start_run,
     torch_generator,
@@ -117,16 +119,11 @@ def train(cfg: EncoderConfig, work: str, log: Logger):
     model.train()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt_path = os.path.join(work, "encoder_ckpt.pt")
-    start = 0
-    ck = load_checkpoint(ckpt_path)
+    parts = {"model": model, "head": head, "opt": opt}
+    start, ck = resume(ckpt_path, "encoder", parts)
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        head.load_state_dict(ck["head"])
         with torch.no_grad():
             logit_scale.copy_(ck["logit_scale"])
-        opt.load_state_dict(ck["opt"])
-        start = ck["step"]
-        print(f"[encoder] resuming at step {start}", flush=True)
     acc: dict[str, float] = {}
     t_start = time.time()
     for step in range(start, cfg.steps):
@@ -159,8 +156,7 @@ def train(cfg: EncoderConfig, work: str, log: Logger):
                 temperature=float(1 / logit_scale.detach().exp()), lr=opt.param_groups[0]["lr"], s_per_step=rate)
             acc = {}
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_checkpoint({"model": model.state_dict(), "head": head.state_dict(), "logit_scale": logit_scale.detach(),
-                             "opt": opt.state_dict(), "step": step + 1}, ckpt_path)
+            checkpoint(ckpt_path, step + 1, parts, logit_scale=logit_scale.detach())
     return model, head
 
 

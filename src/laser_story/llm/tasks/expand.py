@@ -59,10 +59,21 @@ class ExpandPlan:
         }
 
 
+PLAN_FIELDS = ("task", "global_caption", "initial_caption", "steps")
+STEP_FIELDS = ("direction", "caption")
+
+
+def _no_unknown_fields(obj: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(str(k) for k in obj if k not in known)
+    if unknown:
+        raise PlanError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(known)}")
+
+
 def parse_expand_plan(data: dict[str, Any] | str, what: str = "expand plan") -> ExpandPlan:
     """Validate and normalise an expansion plan (dict or JSON text)."""
     obj = load_json_object(data, what)
     check_task(obj, "expand", what)
+    _no_unknown_fields(obj, PLAN_FIELDS, what)
     global_caption = string_field(obj, "global_caption", what)
     initial = string_field(obj, "initial_caption", what, required=False)
     steps = []
@@ -70,6 +81,7 @@ def parse_expand_plan(data: dict[str, Any] | str, what: str = "expand plan") -> 
         where = f"{what}: steps[{i}]"
         if not isinstance(step, dict):
             raise PlanError(f"{where} must be an object with 'direction' and 'caption'")
+        _no_unknown_fields(step, STEP_FIELDS, where)
         direction = step.get("direction")
         if direction not in DIRECTIONS:
             raise PlanError(f"{where}: field 'direction' is {direction!r}; expected one of {', '.join(DIRECTIONS)}")
