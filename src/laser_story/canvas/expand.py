@@ -11,6 +11,7 @@ both in one prompt (``concat``), or either alone (the baselines). ComfyUI is imp
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,8 @@ Tensor = torch.Tensor
 CONDITIONING_MODES = ("regional", "concat", "global only", "local only")
 # progress(steps done, total steps, canvas so far [H, W, C])
 ProgressFn = Callable[[int, int, Tensor], None]
+# text -> (cross-attention tokens [1, 77, C], pooled output or None), as CLIPTextEncode makes them
+EncodeFn = Callable[[str], tuple[Tensor, Tensor | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,23 +51,30 @@ class Result:
     info: list[dict[str, Any]]
 
 
-def _encode(clip, text: str) -> tuple[Tensor, Tensor | None]:
-    tokens, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
-    return tokens, pooled
+def text_encoder(clip) -> EncodeFn:
+    """``clip``'s prompt encoder, remembering each text: the global caption, the negative and the empty prompt are
+    the same at every step of an expansion."""
+
+    @functools.cache
+    def encode(text: str) -> tuple[Tensor, Tensor | None]:
+        tokens, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
+        return tokens, pooled
+
+    return encode
 
 
 def _entry(tokens: Tensor, pooled: Tensor | None, **extra: Any) -> list:
     return [tokens, {**({"pooled_output": pooled} if pooled is not None else {}), **extra}]
 
 
-def step_conditioning(clip, mode: str, global_caption: str, local_caption: str, step: geometry.Step) -> list:
+def step_conditioning(encode: EncodeFn, mode: str, global_caption: str, local_caption: str, step: geometry.Step) -> list:
     """Positive ComfyUI conditioning of one step's window."""
     if mode == "global only":
-        return [_entry(*_encode(clip, global_caption))]
+        return [_entry(*encode(global_caption))]
     if mode == "local only":
-        return [_entry(*_encode(clip, local_caption))]
-    g_tokens, g_pooled = _encode(clip, global_caption)
-    l_tokens, l_pooled = _encode(clip, local_caption)
+        return [_entry(*encode(local_caption))]
+    g_tokens, g_pooled = encode(global_caption)
+    l_tokens, l_pooled = encode(local_caption)
     if mode == "concat":
         return [_entry(torch.cat([g_tokens, l_tokens], dim=1), g_pooled)]
     if mode != "regional":
@@ -75,15 +85,15 @@ def step_conditioning(clip, mode: str, global_caption: str, local_caption: str, 
     return [_entry(g_tokens, g_pooled), _entry(l_tokens, l_pooled, area=area, strength=1.0, set_area_to_bounds=False)]
 
 
-def trained_conditioning(clip, parts: expansion.Expansion, mode: str, global_caption: str, local_caption: str,
-                         visual: Tensor | None) -> tuple[list, list]:
+def trained_conditioning(encode: EncodeFn, parts: expansion.Expansion, mode: str, global_caption: str,
+                         local_caption: str, visual: Tensor | None) -> tuple[list, list]:
     """(positive, negative) for the built-in expansion model: its context is [global | local | visual tokens], the
     layout it was trained on; the negative has empty captions and no visual feature, as its dropout had."""
     if mode not in CONDITIONING_MODES:
         raise ValueError(f"conditioning: {mode!r} is not one of {', '.join(CONDITIONING_MODES)}")
-    empty = expansion.encode_text(clip, "")
-    g = empty if mode == "local only" else expansion.encode_text(clip, global_caption)
-    loc = empty if mode == "global only" else expansion.encode_text(clip, local_caption)
+    empty = encode("")[0].float()  # float, as expansion.encode_text gave the trainer
+    g = empty if mode == "local only" else encode(global_caption)[0].float()
+    loc = empty if mode == "global only" else encode(local_caption)[0].float()
     features = parts.projection.proj.in_features
     none = parts.projection(torch.zeros(1, features))
     with torch.no_grad():
@@ -130,7 +140,8 @@ def expand(model, clip, vae, image: Tensor, global_caption: str, steps: Sequence
     for direction, _ in steps:  # refuse before any work: the whole plan must fit
         h, w = geometry.plan_step(h, w, direction, settings.step, settings.window).size
         geometry.check_canvas(h, w, settings.max_pixels)
-    neg = [_entry(*_encode(clip, negative))]
+    encode = text_encoder(clip)
+    neg = [_entry(*encode(negative))]
     trained = expansion.find(model)
     grey = expansion.grey_latent(vae) if trained is not None else None
     info = []
@@ -150,14 +161,14 @@ def expand(model, clip, vae, image: Tensor, global_caption: str, steps: Sequence
         latent = vae.encode(window_px[None, ..., :3])
         noise = comfy.sample.prepare_noise(latent, settings.seed + i)
         if trained is not None:
-            positive, negative_step = trained_conditioning(clip, trained, settings.conditioning, global_caption, caption,
-                                                           visual)
+            positive, negative_step = trained_conditioning(encode, trained, settings.conditioning, global_caption,
+                                                           caption, visual)
             hard = geometry.latent_mask(mask).round()
             masked = latent * (1 - hard) + grey.view(1, -1, 1, 1) * hard
             extra = {"concat_latent_image": masked, "concat_mask": hard}
             positive, negative_step = with_values(positive, extra), with_values(negative_step, extra)
         else:
-            positive = step_conditioning(clip, settings.conditioning, global_caption, caption, step)
+            positive = step_conditioning(encode, settings.conditioning, global_caption, caption, step)
             negative_step = neg
         if trained is None and is_inpainting(model):
             extra = inpaint_conditioning(vae, window_px, mask)

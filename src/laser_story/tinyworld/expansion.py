@@ -61,15 +61,12 @@ def _problem(path: str, what: str) -> weights.TinyWeightsError:
 
 def check(path: str) -> str | None:
     """None when ``path`` is an expansion-model file; else the error message with the fix (tensors not read)."""
-    from safetensors import SafetensorError
 
-    if not os.path.isfile(path):
-        return str(_problem(path, "file not found"))
-    try:
-        kind = weights.read_metadata(path).get("kind")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        return str(_problem(path, f"not a readable safetensors file ({type(exc).__name__}: {exc})"))
-    return None if kind == KIND else str(_problem(path, f"it holds {kind!r} weights, expected {KIND!r}"))
+    def header_problem(meta: dict[str, str]) -> str | None:
+        kind = meta.get("kind")
+        return None if kind == KIND else f"it holds {kind!r} weights, expected {KIND!r}"
+
+    return weights.check_header(path, _problem, header_problem)
 
 
 def widen_input(base: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

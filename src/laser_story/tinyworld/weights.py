@@ -158,19 +158,24 @@ def _header_problem(meta: dict[str, str]) -> str | None:
     return None
 
 
-def check(path: str = DEFAULT_WEIGHTS) -> str | None:
-    """None when the file exists and its header is a tiny-model header; else the error message (cheap: the
-    tensors are not read)."""
+def check_header(path: str, problem, header_problem) -> str | None:
+    """None when the file exists and ``header_problem(metadata)`` finds nothing; else the error message that
+    ``problem(path, what)`` makes (cheap: the tensors are not read)."""
     from safetensors import SafetensorError
 
     if not os.path.isfile(path):
-        return str(_problem(path, "file not found"))
+        return str(problem(path, "file not found"))
     try:
         meta = read_metadata(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        return str(_problem(path, f"not a readable safetensors file ({type(exc).__name__}: {exc})"))
-    problem = _header_problem(meta)
-    return None if problem is None else str(_problem(path, problem))
+        return str(problem(path, f"not a readable safetensors file ({type(exc).__name__}: {exc})"))
+    what = header_problem(meta)
+    return None if what is None else str(problem(path, what))
+
+
+def check(path: str = DEFAULT_WEIGHTS) -> str | None:
+    """None when the file exists and its header is a tiny-model header; else the error message."""
+    return check_header(path, _problem, _header_problem)
 
 
 def read(path: str = DEFAULT_WEIGHTS) -> tuple[TinySpec, dict[str, dict[str, torch.Tensor]], dict[str, str]]:
