@@ -9,6 +9,8 @@ objects the canvas should end up with, the directions), the same seeds for every
                   canvas each step, prompted with the global caption only
 * ``local-only``  ours with the local captions and no global caption
 * ``no-llm``      ours with the input caption as the global and every local caption
+* ``trained``     the built-in expansion model (``--expansion``, default the shipped file when present): the
+                  paper's trained path, [global | local | visual] context and inpainting inputs
 
 Captions come from the rule-based planner (``llm.tasks.expand.plan_expand``). Columns (means over tasks):
   seam        v  gradient across each seam / gradient beside it (judge.seam_visibility; 1 = invisible)
@@ -41,7 +43,7 @@ from laser_story.tinyworld import judge, world  # noqa: E402
 from laser_story.tinyworld.host import auto_threads, ensure_comfy  # noqa: E402
 
 TASKS_FILE = ROOT / "benchmarks" / "data" / "canvas_tasks.json"
-METHODS = ("regional", "concat", "outpaint", "local-only", "no-llm")
+METHODS = ("regional", "concat", "outpaint", "local-only", "no-llm", "trained")
 SIZE = 128
 STEP = 64
 
@@ -53,8 +55,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--seed", type=int, default=0, help="task k uses seed + k")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "trained"], choices=METHODS)
     p.add_argument("--weights", default=None, help="tiny-model weights (default: the shipped file)")
+    p.add_argument("--expansion", default=None, help="expansion-model weights for the trained row (default: shipped)")
     p.add_argument("--save", default=None, help="folder to save every canvas as a PNG")
     p.add_argument("--threads", type=int, default=0)
     return p.parse_args()
@@ -87,12 +90,12 @@ def outpaint(model, clip, vae, image: torch.Tensor, caption: str, directions: li
 
 
 def ours(model, clip, vae, image: torch.Tensor, global_caption: str, steps_: list[tuple[str, str]], mode: str,
-         args: argparse.Namespace, seed: int) -> tuple[torch.Tensor, list[geometry.Step]]:
+         args: argparse.Namespace, seed: int, clip_vision=None) -> tuple[torch.Tensor, list[geometry.Step]]:
     from laser_story.canvas.expand import Settings, expand
 
     settings = Settings(window=SIZE, step=STEP, overlap=args.overlap, steps=args.steps, cfg=args.cfg, seed=seed,
                         conditioning=mode)
-    result = expand(model, clip, vae, image, global_caption, steps_, settings)
+    result = expand(model, clip, vae, image, global_caption, steps_, settings, clip_vision=clip_vision)
     h, w = image.shape[:2]
     done = []
     for direction, _ in steps_:
@@ -176,6 +179,12 @@ def main() -> None:
     from laser_story.tinyworld import weights
 
     model, clip, vae, meta = weights.load(args.weights or weights.DEFAULT_WEIGHTS, expect_size=SIZE)
+    expansion_model = clip_vision = None
+    if "trained" in args.methods:
+        from laser_story.tinyworld import encoder, expansion
+
+        expansion_model, _ = expansion.load(args.expansion or expansion.DEFAULT_FILE)
+        clip_vision, _, _ = encoder.load()
     tasks = json.loads(TASKS_FILE.read_text())[: args.tasks or None]
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in args.methods}
     seconds: dict[str, float] = {m: 0.0 for m in args.methods}
@@ -197,6 +206,9 @@ def main() -> None:
             elif method == "no-llm":
                 repeated = [(d, task["image_caption"]) for d in task["directions"]]
                 canvas, steps = ours(model, clip, vae, image, task["image_caption"], repeated, "regional", args, seed)
+            elif method == "trained":
+                canvas, steps = ours(expansion_model, clip, vae, image, plan.global_caption, local, "regional", args, seed,
+                                     clip_vision)
             else:
                 mode = {"regional": "regional", "concat": "concat", "local-only": "local only"}[method]
                 canvas, steps = ours(model, clip, vae, image, plan.global_caption, local, mode, args, seed)

@@ -1,7 +1,8 @@
 """Template-browser thumbnails for the shipped UI workflows, rendered from each workflow's own output.
 
 Runs every ``workflows/api/<name>.json`` on a headless ComfyUI and writes ``workflows/<name>.jpg`` (where the
-template browser looks for it): four frames of the first animation it saved (or its first image), 2 x 2.
+template browser looks for it): four frames of the first animation it saved (or its first saved image, before any
+preview), 2 x 2.
 
     .venv/bin/python scripts/thumbnails.py [name ...]
 """
@@ -60,11 +61,11 @@ def main() -> int:
     server = ServerProcess(comfy_root(), Path(tempfile.mkdtemp(prefix="laser-story-thumbs-")), with_testing_pack=False)
     try:
         for name in names:
-            history, _ = server.run(json.loads((WORKFLOWS / "api" / f"{name}.json").read_text()))
+            history, _ = server.run(json.loads((WORKFLOWS / "api" / f"{name}.json").read_text()), timeout=1800)
             saved = [item for out in history["outputs"].values() for item in out.get("images", [])]
             if not saved:
                 raise SystemExit(f"{name}: the workflow saved no image to make a thumbnail from")
-            item = saved[0]
+            item = min(saved, key=lambda i: i["type"] != "output")  # a saved result before any preview
             data = server.get("/view", filename=item["filename"], subfolder=item["subfolder"], type=item["type"])
             path = WORKFLOWS / f"{name}.jpg"
             thumbnail(frames_of(data)).save(path, quality=90)

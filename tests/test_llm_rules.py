@@ -94,7 +94,7 @@ def test_story_rules_resolve_pronouns_and_build_the_registry():
     ]
     assert plan.frames[3].text == "Mia gave Tom an apple and Tom and Mia sat down."
     assert plan.frames[4].text == "Mia laughed."
-    assert plan.frames[0].setting == plan.frames[4].setting == "the forest"
+    assert plan.frames[0].setting == plan.frames[4].setting == "in the forest"
 
 
 def test_frame_text_rendering():

@@ -119,3 +119,24 @@ def test_canvas_workflows_grow_a_world_scene_headless(comfy_server, name, size):
     progress = [data for kind, data in messages if kind == "progress" and data["node"] == "8"]
     assert progress[-1]["value"] == progress[-1]["max"] == len(info["steps"]), "one progress tick per expansion step"
     assert any(kind == "binary" for kind, _ in messages), "a preview of the canvas is sent after each step"
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("name", "panels"), [("story_world", 7), ("story_references", 5), ("story_animated", 4)])
+def test_story_workflows_draw_every_sentence_headless(comfy_server, name, panels):
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    history, messages = comfy_server.run(api, timeout=1200)
+    assert history["status"]["status_str"] == "success"
+    saved = history["outputs"]["5"]["images"][0]
+    data = comfy_server.get("/view", filename=saved["filename"], subfolder=saved["subfolder"], type="output")
+    with Image.open(io.BytesIO(data)) as strip:
+        assert strip.size[0] > 4 * 256 and strip.size[1] > 256, "4 panels a row, 128x128 upscaled 2x, with captions"
+    info = json.loads(history["outputs"]["3"]["text"][0])["frames"]
+    assert len(info) == panels and all(f["characters"] for f in info)
+    progress = [data for kind, data in messages if kind == "progress" and data["node"] == "3"]
+    assert progress[-1]["value"] == progress[-1]["max"] == 20 * panels, "one tick per step of every frame"
+    if name == "story_animated":
+        gif = history["outputs"]["9"]["gifs"][0]
+        data = comfy_server.get("/view", filename=gif["filename"], subfolder=gif["subfolder"], type="output")
+        with Image.open(io.BytesIO(data)) as animation:
+            assert animation.n_frames == (panels - 1) * 5 + 1, "one LASER segment of 6 frames between panels"

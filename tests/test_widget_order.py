@@ -24,6 +24,11 @@ PINNED = {
     "LaserStorySaveAnimatedGIF": ("filename_prefix", "fps", "loop", "pingpong"),
     "LaserStoryTinyExpansionModel": ("weights",),
     "LaserStoryTinyModel": ("weights",),
+    "LaserStoryStoryMapper": ("story", "seed", "plan_override", "reference_names", "prompt_style"),
+    "LaserStoryCharLDMSampler": ("seed", "seed:control_after_generate", "steps", "cfg", "sampler_name", "scheduler",
+                                 "width", "height", "frames_per_batch", "hold_regions", "consistent_attention",
+                                 "fuse_characters", "fuse_from", "negative"),
+    "LaserStoryCharFuserLoader": ("fuser_name",),
 }  # fmt: skip
 
 

@@ -64,12 +64,13 @@ class StepCounter:
     def __init__(self, progress: ProgressFn | None, total: int):
         self.progress, self.total, self.done = progress, total, 0
 
-    def callback(self, preview: bool) -> Callable:
+    def callback(self, preview: bool, weight: int = 1) -> Callable:
+        """A sampler callback; each step counts ``weight`` (e.g. the frames a batched run samples at once)."""
         import comfy.model_management
 
         def on_step(step: int, x0: Tensor, x: Tensor, total_steps: int) -> None:
             comfy.model_management.throw_exception_if_processing_interrupted()
-            self.done += 1
+            self.done += weight
             if self.progress is not None:
                 self.progress(self.done, self.total, x0 if preview else None)
 

@@ -37,6 +37,10 @@ EXPLETIVE_AFTER_IT = {"raining", "snowing", "late", "dark", "cold", "warm", "hot
                       "early", "midnight", "morning", "night", "evening", "noon", "getting", "too", "so", "very",
                       "almost", "nearly", "clear", "true", "hard", "easy", "impossible", "foggy", "stormy"}  # fmt: skip
 ARTICLES = {"a", "an", "the"}
+# a setting is where a frame happens: "walked into the forest" -> "in the forest", "went to the park" -> "at the park"
+STATIC_PREPOSITION = {"into": "in", "onto": "on", "to": "at", "toward": "near", "towards": "near", "through": "in",
+                      "across": "in", "from": "at", "within": "in", "inside": "in"}  # fmt: skip
+APPOSITIVE = re.compile(r"\s*,\s*((?:a|an)\s+[a-z]+(?:\s+[a-z]+){0,4})\s*,", re.IGNORECASE)
 GENERIC_PEOPLE = {"man", "woman", "boy", "girl", "lady", "gentleman", "child", "kid", "baby"}
 YOUNG = {"boy", "girl", "child", "kid", "baby"}
 PERSON_GENDERS = {"m", "f", "u"}
@@ -237,7 +241,7 @@ class StoryResolver:
             return ""
         return sentence[taken[0][1] : taken[-1][2]]
 
-    def _is_name(self, toks: list[Token], i: int) -> bool:
+    def _is_name(self, toks: list[Token], i: int, sentence: str) -> bool:
         word = toks[i][0].removesuffix("'s").removesuffix("’s")
         lowered = word.lower()
         if not word[0].isupper() or lowered in COMMON_CAPITALISED and lowered not in TITLES:
@@ -251,6 +255,8 @@ class StoryResolver:
         if i:
             return True
         following = toks[i + 1][0].lower() if i + 1 < len(toks) else ""
+        if following in ARTICLES and _gap(sentence, toks[i], toks[i + 1]).strip() == ",":
+            return True  # "Moss, a green square, ...": an appositive introduces a name
         return word in self.story_caps or (
             not lowered.endswith("ly") and (following.endswith(("ed", "s")) or following == "and")
         )
@@ -275,13 +281,17 @@ class StoryResolver:
     def _setting(self, sentence: str, previous: str) -> str:
         place = ""
         pattern = (
-            r"\b(?:"
+            r"\b("
             + "|".join(SETTING_PREPOSITIONS)
-            + r")\s+((?:the|a|an|his|her|their|its|our)\s+(?:[a-z]+\s+){0,2}?([a-z]+))\b"
+            + r")\s+(?=((?:the|a|an|his|her|their|its|our)(?:\s+[a-z]+){1,3})\b)"  # lookahead: phrases may overlap
         )
         for match in re.finditer(pattern, sentence, re.IGNORECASE):
-            if match.group(2).lower() in LOCATIONS:
-                place = re.sub(r"^(his|her|their|its|our)\b", "the", match.group(1), flags=re.IGNORECASE)
+            phrase = match.group(2).split()
+            head = next((k for k in range(1, len(phrase)) if phrase[k].lower() in LOCATIONS), None)
+            if head is not None:  # "in the dark forest near ...": up to the place noun, with its preposition
+                noun_phrase = re.sub(r"^(his|her|their|its|our)\b", "the", " ".join(phrase[: head + 1]), flags=re.IGNORECASE)
+                preposition = match.group(1).lower()
+                place = f"{STATIC_PREPOSITION.get(preposition, preposition)} {noun_phrase}"
         times = [t for t in TIMES if t in sentence.lower()]
         previous_place, _, previous_time = previous.partition(", ")
         place = place or previous_place
@@ -376,7 +386,7 @@ class StoryResolver:
                 if handled is not None:
                     i = handled
                     continue
-            if word[0].isupper() and self._is_name(toks, i):
+            if word[0].isupper() and self._is_name(toks, i, sentence):
                 end, name, gender = self._name_span(toks, i, sentence)
                 index = self._find_named(name)
                 if index is None:
@@ -384,6 +394,11 @@ class StoryResolver:
                     index = self._add(Entity(name, gender, nouns=titles))
                 mention((index,), i, end)
                 i = end
+                appositive = APPOSITIVE.match(sentence, toks[end - 1][2])
+                if appositive:  # "Moss, a medium green square, ...": how Moss looks
+                    self.entities[index].description = self.entities[index].description or appositive.group(1)
+                    while i < len(toks) and toks[i][1] < appositive.end():
+                        i += 1
                 if toks[end - 1][0].endswith(("'s", "’s")):
                     i = self._owned(toks, end - 1, sentence, s_index, mention)
                 continue
@@ -417,7 +432,7 @@ class StoryResolver:
         """A name set off by a comma right after a noun phrase: "his old horse, Clover"."""
         if end >= len(toks) or _gap(sentence, toks[end - 1], toks[end]).strip() != ",":
             return None
-        if not toks[end][0][0].isupper() or not self._is_name(toks, end):
+        if not toks[end][0][0].isupper() or not self._is_name(toks, end, sentence):
             return None
         return self._name_span(toks, end, sentence)
 

@@ -81,7 +81,7 @@ LOCATIONS = frozenset(
     """forest woods beach park kitchen castle school river village city town street garden house home room
     bedroom cave mountain mountains lake sea ocean ship boat market library field fields desert meadow station
     train shop store bakery classroom playground attic barn farm hill bridge island harbor harbour tower palace
-    jungle space moon planet cafe restaurant office hospital museum zoo circus stage church temple road path
+    jungle space moon planet background cafe restaurant office hospital museum zoo circus stage church temple road path
     valley shore pond swamp camp tent attic cellar basement yard backyard porch rooftop roof lighthouse
     spaceship station clearing glade sky clouds snow square fair festival pier dock hallway corridor""".split()
 )

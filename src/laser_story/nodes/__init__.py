@@ -18,6 +18,8 @@ logger = logging.getLogger("laser_story")
 MIN_COMFYUI = (0, 3, 75)
 LLM_FOLDER = "LLM"
 LLM_EXTENSIONS = {".gguf", ".safetensors", ".bin", ".json"}
+FUSER_FOLDER = "char_fuser"  # Char-LDM fusers: this pack's safetensors or a FastComposer / StoryGPT-V checkpoint
+FUSER_EXTENSIONS = {".safetensors", ".bin", ".pt"}
 
 
 @dataclasses.dataclass
@@ -41,19 +43,24 @@ def check_host() -> None:
         )
 
 
-def register_llm_folder() -> None:
-    """``models/LLM`` for GGUF / safetensors files and HF-style model folders (extra_model_paths may add more)."""
+def register_folder(name: str, extensions: set[str]) -> None:
+    """``models/<name>`` as a ComfyUI model folder (extra_model_paths may add more)."""
     import folder_paths
 
-    default = os.path.join(folder_paths.models_dir, LLM_FOLDER)
-    if LLM_FOLDER in folder_paths.folder_names_and_paths:
-        paths, extensions = folder_paths.folder_names_and_paths[LLM_FOLDER]
+    default = os.path.join(folder_paths.models_dir, name)
+    if name in folder_paths.folder_names_and_paths:
+        paths, known = folder_paths.folder_names_and_paths[name]
         if default not in paths:
             paths.append(default)
-        if extensions:
-            extensions.update(LLM_EXTENSIONS)
+        if known:
+            known.update(extensions)
     else:
-        folder_paths.folder_names_and_paths[LLM_FOLDER] = ([default], set(LLM_EXTENSIONS))
+        folder_paths.folder_names_and_paths[name] = ([default], set(extensions))
+
+
+def register_llm_folder() -> None:
+    """``models/LLM`` for GGUF / safetensors files and HF-style model folders."""
+    register_folder(LLM_FOLDER, LLM_EXTENSIONS)
 
 
 def load_node_modules() -> Registration:
@@ -77,4 +84,5 @@ def register() -> Registration:
     """Everything ComfyUI's loader needs, after checking the host."""
     check_host()
     register_llm_folder()
+    register_folder(FUSER_FOLDER, FUSER_EXTENSIONS)
     return load_node_modules()

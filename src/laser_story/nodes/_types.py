@@ -7,3 +7,5 @@ from ..llm.tasks import REGISTRY
 
 LLM_CONFIG = "LASER_STORY_LLM_CONFIG"
 PLAN = {name: f"LASER_STORY_{name.upper()}_PLAN" for name in REGISTRY}
+STORY = "LASER_STORY_STORY"  # a story plan mapped into the model's input space (Story LLM Mapper -> Char-LDM Sampler)
+CHAR_FUSER = "LASER_STORY_CHAR_FUSER"

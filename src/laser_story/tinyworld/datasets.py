@@ -22,6 +22,8 @@ TILE = 128
 PRONOUNS = {"Pip": "he", "Bo": "he", "Tilly": "she", "Moss": "he", "Rosa": "she", "Kit": "she", "Snow": "she",
             "Coal": "he"}  # fmt: skip
 OBJECT_PRONOUN = {"he": "him", "she": "her"}
+SETTING_PHRASE = {"grey": "on a grey background", "sand": "on a sand background", "sky": "under a blue sky",
+                  "stripes": "on a striped background"}  # fmt: skip
 POSITION_PHRASE = {p: ("in the center" if p == "center" else f"at the {p}" if " " in p else f"on the {p}") for p in
                    world.POSITIONS}  # fmt: skip
 
@@ -62,7 +64,7 @@ def _free_cell(rng: np.random.Generator, taken: set[str]) -> str:
 
 
 def story(seed: int, stream: str = "story") -> Story:
-    """A story of 1-3 cast members over 3-6 sentences on one background."""
+    """A story of 1-3 cast members over 3-6 sentences on one background, which its first sentence names."""
     rng = world.rng_for(stream, seed)
     cast = [world.CAST[int(i)] for i in rng.choice(len(world.CAST), size=int(rng.integers(1, 4)), replace=False)]
     background = world.BACKGROUNDS[int(rng.integers(len(world.BACKGROUNDS)))]
@@ -77,11 +79,12 @@ def story(seed: int, stream: str = "story") -> Story:
             cell = _free_cell(rng, set(positions.values()))
             if on_stage:
                 host_word, host = _refer(on_stage[-1], previous, subject=False)
-                text = f"{new.name}, {new.description}, comes to meet {host_word} {POSITION_PHRASE[cell]}."
-                resolved = f"{new.name}, {new.description}, comes to meet {host} {POSITION_PHRASE[cell]}."
+                text = f"{new.name}, {new.description}, comes {POSITION_PHRASE[cell]} to meet {host_word}."
+                resolved = f"{new.name}, {new.description}, comes {POSITION_PHRASE[cell]} to meet {host}."
                 present = (host, new.name)
             else:
-                text = resolved = f"{new.name}, {new.description}, is {POSITION_PHRASE[cell]}."
+                where = f"{POSITION_PHRASE[cell]}{' ' + SETTING_PHRASE[background] if k == 0 else ''}"
+                text = resolved = f"{new.name}, {new.description}, is {where}."
                 present = (new.name,)
             positions[new.name] = cell
         elif len(on_stage) > 1 and rng.random() < 0.4:

@@ -183,3 +183,21 @@ def config_overrides(parser: argparse.ArgumentParser, config_class: type, pairs:
 def command_line(module: str, argv: list[str]) -> str:
     """The command that reproduces this run, as it goes into the weights' metadata."""
     return f"python -m {module} " + " ".join(shlex.quote(x) for x in argv)
+
+
+def sd_schedule():
+    """SD's own training schedule (scaled-linear betas 0.00085..0.012, 1000 steps), the one ComfyUI samples."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
+
+
+def base_model(init_from: str, size: int) -> tuple[Any, dict[str, dict[str, torch.Tensor]], Any, Any, Any]:
+    """(spec, state dicts, CLIP, VAE, image encoder) of the tiny model a trainer starts from ("" = the shipped one)."""
+    from ..tinyworld import encoder, weights
+
+    path = init_from or weights.DEFAULT_WEIGHTS
+    spec, parts, _meta = weights.read(path)
+    _model, clip, vae, _ = weights.load(path, expect_size=size)
+    clip_vision, _head, _ = encoder.load()
+    return spec, parts, clip, vae, clip_vision

@@ -33,7 +33,18 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ..tinyworld import datasets, encoder, expansion, weights, world
-from .common import Logger, checkpoint, cosine_lr, load_checkpoint, resume, save_checkpoint, start_run, torch_generator
+from .common import (
+    Logger,
+    base_model,
+    checkpoint,
+    cosine_lr,
+    load_checkpoint,
+    resume,
+    save_checkpoint,
+    sd_schedule,
+    start_run,
+    torch_generator,
+)
 from .data import object_coverage
 
 LATENT_SCALE = 0.18215
@@ -145,15 +156,11 @@ def _batch(cfg: TrainConfig, data: dict[str, Any], rng: np.random.Generator):
 
 
 def train(cfg: TrainConfig, work: str, log: Logger):
-    from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel, compute_snr
 
     from ..tinyworld.model import build_model
 
-    base_file = cfg.init_from or weights.DEFAULT_WEIGHTS
-    base_spec, parts, _meta = weights.read(base_file)
-    _model, clip, vae, _ = weights.load(base_file, expect_size=WINDOW)
-    clip_vision, _head, _ = encoder.load()
+    base_spec, parts, clip, vae, clip_vision = base_model(cfg.init_from, WINDOW)
     data = build_dataset(cfg, clip, vae, clip_vision, work, log)
     spec = dataclasses.replace(base_spec, in_channels=9)
     unet = build_model(spec, seed=cfg.seed).model.diffusion_model.float()
@@ -164,8 +171,7 @@ def train(cfg: TrainConfig, work: str, log: Logger):
     params = [*unet.parameters(), *projection.parameters()]
     for p in params:
         p.requires_grad_(True)
-    # SD's own training schedule (scaled-linear betas 0.00085..0.012, 1000 steps): ComfyUI samples the same one
-    schedule = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
+    schedule = sd_schedule()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
     ckpt_path = os.path.join(work, "unet_ckpt.pt")
