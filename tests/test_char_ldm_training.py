@@ -28,7 +28,7 @@ def test_the_smoke_run_writes_a_tiny_model_and_a_fuser_that_the_story_nodes_load
     assert meta["command"].startswith("python -m laser_story.training.char_ldm --preset smoke")
     fuser, fuser_meta = fuser_file.load(char_ldm.fuser_path(str(smoke_run)))
     clip_vision, _, _ = encoder.load()
-    dim = encoder.image_embeds(clip_vision, torch.rand(1, 128, 128, 3)).shape[-1]
+    dim = fuser_file.image_features(clip_vision, torch.rand(1, 128, 128, 3)).shape[-1]
     assert (fuser.text_dim, fuser.image_dim) == (64, dim) and fuser_meta["model"] == smoke_run.name
     tokens = clip.encode_from_tokens(clip.tokenize("Pip, a small red star, on the left"))[0]
     assert fuser.fuse(tokens, {1: torch.rand(dim)}).shape == tokens.shape

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import comfy.latent_formats
-import comfy.model_management
 import comfy.samplers
-import comfy.utils
-import latent_preview
-import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
 from .. import controls as control_codes
@@ -17,6 +13,7 @@ from ..attention.sampling import Embedding
 from ..llm.tasks.base import PlanError
 from ..llm.tasks.morph import parse_morph_plan, typed_plan
 from ._images import fit_to_multiple_of_8
+from ._progress import latent_progress
 from ._types import PLAN
 
 CATEGORY = "laser-story/laser"
@@ -153,13 +150,7 @@ class MorphInterpolator:
             keyframe = vae.encode(fitted[:, :, :, :3])
         embeddings = [_encode(clip, p) for p in morph_plan.prompts]
         negative_embedding = _encode(clip, morph_plan.negative)
-        pbar = comfy.utils.ProgressBar(1)
-        previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
-
-        def progress(done: int, total: int, x0: torch.Tensor | None) -> None:
-            preview = previewer.decode_latent_to_preview_image("JPEG", x0[-1:]) if previewer and x0 is not None else None
-            pbar.update_absolute(done, total, preview)
-
+        progress = latent_progress(model)
         result = run_morph(model, embeddings, negative_embedding, list(morph_plan.controls), keyframe, frames, steps, cfg,
                            scheduler, seed, (1, 4, height // 8, width // 8), list(morph_plan.prompts), progress)
         images = vae.decode(result.latents)

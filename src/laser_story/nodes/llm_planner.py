@@ -12,7 +12,7 @@ import folder_paths
 
 from ..llm.backends import Sampling
 from ..llm.config import LLMConfig
-from ..llm.planner import PlanRequest, make_plan, text_problem
+from ..llm.planner import PlanRequest, PlanResult, make_plan, text_problem
 from ..llm.tasks import REGISTRY, TASKS, parse_plan
 from ..llm.tasks.base import PlanError
 from ..llm.tasks.expand import parse_directions
@@ -31,6 +31,19 @@ OUTPUT_TASKS = (FIRST_TASK, None, *OTHER_TASKS)
 def cache_dir() -> str:
     """``<user dir>/laser-story/llm-cache``; ``$LASER_STORY_LLM_CACHE`` overrides it (see ``llm.cache``)."""
     return os.path.join(folder_paths.get_user_directory(), "laser-story", "llm-cache")
+
+
+def plan_in_node(request: PlanRequest, llm_config) -> PlanResult:
+    """``make_plan`` as a node runs it: the node's progress bar, interruptible, the user directory's cache and the
+    LLM model folders."""
+    bar = comfy.utils.ProgressBar(1)
+
+    def progress(done: int, total: int) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return make_plan(request, LLMConfig.from_json(llm_config), cache_dir=cache_dir(), models_dirs=llm_model_dirs(),
+                     progress=progress)
 
 
 class LaserStoryLLMPlanner:
@@ -119,7 +132,6 @@ class LaserStoryLLMPlanner:
             plan = parse_plan(plan_override, "plan_override", task)
             source = "plan_override"
         else:
-            config = LLMConfig.from_json(llm_config)
             request = PlanRequest(
                 task=task,
                 text=text,
@@ -127,19 +139,7 @@ class LaserStoryLLMPlanner:
                 directions=parse_directions(directions) if task == "expand" else (),
                 sampling=Sampling(temperature=temperature, seed=seed, max_tokens=max_tokens),
             )
-            bar = comfy.utils.ProgressBar(1)
-
-            def progress(done: int, total: int) -> None:
-                comfy.model_management.throw_exception_if_processing_interrupted()
-                bar.update_absolute(done, total)
-
-            result = make_plan(
-                request,
-                config,
-                cache_dir=cache_dir(),
-                models_dirs=llm_model_dirs(),
-                progress=progress,
-            )
+            result = plan_in_node(request, llm_config)
             plan, source, warnings = result.plan, result.source, result.warnings
             source = f"{source} {result.stats.to_json()}"
         data = plan.to_json()

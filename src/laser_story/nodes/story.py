@@ -6,16 +6,12 @@ from __future__ import annotations
 import json
 import os
 
-import comfy.model_management
 import comfy.samplers
-import comfy.utils
 import folder_paths
-import latent_preview
 
 from ..attention.story import StorySettings
 from ..llm.backends import Sampling
-from ..llm.config import LLMConfig
-from ..llm.planner import PlanRequest, make_plan, text_problem
+from ..llm.planner import PlanRequest, text_problem
 from ..llm.tasks import parse_plan
 from ..llm.tasks.base import PlanError
 from ..llm.tasks.morph import typed_plan
@@ -24,9 +20,9 @@ from ..story.pipeline import PROMPT_STYLES, SampleOptions, StoryError, prepare, 
 from ..story.strip import comic_strip
 from ..tinyworld import weights as tiny_weights
 from . import FUSER_FOLDER
+from ._progress import latent_progress
 from ._types import CHAR_FUSER, LLM_CONFIG, PLAN, STORY
-from .llm_config import llm_model_dirs
-from .llm_planner import cache_dir
+from .llm_planner import plan_in_node
 
 CATEGORY = "laser-story/story"
 MORPH_FRAMES = 6  # frames per LASER segment between two panels of an animated story
@@ -112,15 +108,7 @@ class StoryLLMMapper:
         elif plan is not None:
             story_plan = parse_plan(plan, "plan", "story")
         else:
-            bar = comfy.utils.ProgressBar(1)
-
-            def progress(done: int, total: int) -> None:
-                comfy.model_management.throw_exception_if_processing_interrupted()
-                bar.update_absolute(done, total)
-
-            result = make_plan(PlanRequest(task="story", text=story, sampling=Sampling(seed=seed)),
-                               LLMConfig.from_json(llm_config), cache_dir=cache_dir(), models_dirs=llm_model_dirs(),
-                               progress=progress)  # fmt: skip
+            result = plan_in_node(PlanRequest(task="story", text=story, sampling=Sampling(seed=seed)), llm_config)
             story_plan, notes = result.plan, list(result.warnings)
         names = split_names(reference_names)
         count = 0 if reference_images is None else reference_images.shape[0]
@@ -197,14 +185,7 @@ class CharLDMSampler:
                                 height=height, batch=frames_per_batch, fuse=fuse_characters, fuse_from=fuse_from,
                                 attention=StorySettings(hold=hold_regions, consistency=consistent_attention),
                                 negative=negative)  # fmt: skip
-        pbar = comfy.utils.ProgressBar(steps * len(story.frames))
-        previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
-
-        def progress(done, total, x0):
-            preview = previewer.decode_latent_to_preview_image("JPEG", x0[-1:]) if previewer and x0 is not None else None
-            pbar.update_absolute(done, total, preview)
-
-        frames, info = sample(model, clip, vae, story, options, progress)
+        frames, info = sample(model, clip, vae, story, options, latent_progress(model))
         strip = comic_strip(frames, [f.sentence for f in story.frames])
         text = json.dumps({"frames": info}, indent=2, ensure_ascii=False)
         return {"ui": {"text": [text]}, "result": (frames, strip, text)}

@@ -72,6 +72,13 @@ class CharFuser(torch.nn.Module):
         return out
 
 
+@torch.no_grad()
+def image_features(clip_vision, images: torch.Tensor) -> torch.Tensor:
+    """[N, E] image embeddings of IMAGE ``images`` as the fuser takes them: ``image_embeds`` as core CLIPVisionEncode
+    gives them (whole image, no crop, not normalised: FastComposer's projected CLS), in training and at run time."""
+    return clip_vision.encode_image(images[..., :3], crop=False)["image_embeds"].float()
+
+
 def _strip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if any(k.startswith(PREFIX) for k in state):
         state = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}

@@ -3,7 +3,7 @@ slot; and each place as a region of the image (a box, and its mask at any token 
 
 Places are the nine cells of a 3 x 3 grid ("top left" ... "bottom right"), the vocabulary a sentence uses ("on
 the left", "in the upper right corner", "in the middle"). A phrase belongs to the nearest character named before
-it. Pure module: torch only.
+it. Pure module: torch and the built-in world's grid (numpy).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import torch
 
 from ..llm.language import find_word
+from ..tinyworld import datasets, world
 
-PLACES = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
-CELL_CENTRES = (0.24, 0.5, 0.76)  # the built-in world's grid; a frame of any size is split the same way
+PLACES = world.POSITIONS  # the built-in world's 3 x 3 grid; a frame of any size is split the same way
+CELL_CENTRES = world.GRID
 REGION_HALF = 0.25  # half the side of a place's region, as a fraction of the image side
 _ALIASES = {
     "upper left": "top left", "upper right": "top right", "lower left": "bottom left", "lower right": "bottom right",
@@ -28,7 +29,7 @@ _ALIASES = {
 _PHRASES = sorted({*PLACES, *_ALIASES}, key=len, reverse=True)
 PLACE_PATTERN = re.compile(r"\b(?:in|on|at|to|near|toward|towards)\s+the\s+(" + "|".join(map(re.escape, _PHRASES)) + r")\b",
                            re.IGNORECASE)  # fmt: skip
-PLACE_PHRASES = {p: "in the center" if p == "center" else f"at the {p}" if " " in p else f"on the {p}" for p in PLACES}
+PLACE_PHRASES = datasets.POSITION_PHRASE  # "on the left", "at the top right", "in the center"
 DEFAULT_SLOTS = {
     1: ("center",), 2: ("left", "right"), 3: ("left", "center", "right"),
     4: ("top left", "top right", "bottom left", "bottom right"),

@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from ..attention.sampling import StepCounter, conditioning, invert, schedule
+from ..attention.sampling import Embedding, StepCounter, conditioning, invert, schedule
 from ..attention.state import FeatureBank
 from ..attention.story import StoryFrame, StorySettings, apply_story_attention, find_story_state
 from ..llm.language import PRONOUNS, words
 from ..llm.tasks.story import StoryPlan
 from . import layout, prompts
-from .fuser import CharFuser
+from .fuser import CharFuser, image_features
 
 Tensor = torch.Tensor
 FULL_IMAGE = layout.Box(0.0, 0.0, 1.0, 1.0)
@@ -88,16 +88,14 @@ def frame_places(plan: StoryPlan) -> list[layout.FrameLayout]:
         raise StoryError(f"story: {exc}") from None
 
 
-@torch.no_grad()
 def reference_features(references: dict[str, Tensor], clip_vision, fuser: CharFuser | None) -> dict[str, Tensor]:
-    """Each reference image's ``image_embeds`` (as core CLIPVisionEncode gives them, whole image, no crop)."""
+    """Each reference image's fuser feature (``fuser.image_features``), checked against the fuser's size."""
     if clip_vision is None or fuser is None or not references:
         return {}
     out = {}
     for name, image in references.items():
-        embeds = clip_vision.encode_image(image[None, ..., :3], crop=False)["image_embeds"][0].float()
-        fuser.check_image_dim(embeds.numel())
-        out[name] = embeds
+        out[name] = image_features(clip_vision, image[None])[0]
+        fuser.check_image_dim(out[name].numel())
     return out
 
 
@@ -126,9 +124,7 @@ def prepare(plan: StoryPlan, clip, references: dict[str, Tensor] | None = None, 
             segments = prompts.layout_segments(placed.places, descriptions, frame.setting)
         else:
             segments = prompts.frame_segments(frame.text, frame.characters, descriptions, frame.setting)
-        weighted = prompts.weighted_prompt(segments)
-        spans = prompts.token_spans(clip.tokenize(weighted, return_word_ids=True), segments)
-        tokens, pooled = clip.encode_from_tokens(clip.tokenize(weighted), return_pooled=True)
+        tokens, pooled, spans = prompts.encode(clip, segments)
         fused = None
         positions = {end: features[n] for n in frame.characters if n in features for end in spans.get(n, {}).get("ends", ())}
         if fuser is not None and positions:
@@ -189,8 +185,6 @@ def anchors(story: StoryInput) -> dict[str, int]:
 
 def _capture_references(model, vae, clip, story: StoryInput, state, sigmas: Tensor) -> None:
     """DDIM-invert each reference image once, banking its self-attention features as its character's anchor."""
-    from ..attention.sampling import Embedding
-
     for name, image in story.references.items():
         latent = vae.encode(image[None, ..., :3])
         text = f"{name}, {story.descriptions.get(name, '')}".strip(", ")

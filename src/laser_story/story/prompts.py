@@ -107,6 +107,14 @@ def plain_prompt(segments: Sequence[Segment]) -> str:
     return " ".join("".join(s.text for s in segments).split())
 
 
+def encode(clip, segments: Sequence[Segment]):
+    """(tokens [1, T, D], pooled or None, ``token_spans``) of a prompt's segments, tokenized once: the word ids
+    locate the characters and the encoder reads only each entry's token and weight."""
+    tokenized = clip.tokenize(weighted_prompt(segments), return_word_ids=True)
+    tokens, pooled = clip.encode_from_tokens(tokenized, return_pooled=True)
+    return tokens, pooled, token_spans(tokenized, segments)
+
+
 def token_spans(tokenized: dict, segments: Sequence[Segment]) -> dict[str, dict[str, list[int]]]:
     """Per character, the positions of its ``name`` tokens, of ``all`` its tokens (name and description) and of the
     last token of each mention of its name (``ends``, where a fuser writes its image feature) in the encoded context, from ``clip.tokenize(weighted_prompt(segments), return_word_ids=True)``.

@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from ..story import fuser as fuser_file
 from ..story import prompts
-from ..tinyworld import datasets, encoder, weights, world
+from ..tinyworld import datasets, weights, world
 from .common import (
     Logger,
     base_model,
@@ -95,7 +95,7 @@ def build_dataset(cfg: TrainConfig, clip, vae, clip_vision, work: str, log: Logg
     t0 = time.time()
     cast = {c.name: c for c in world.CAST}
     latents, masks, contexts, owners = [], [], [], []
-    seed = 0
+    seed = reported = 0
     while len(latents) < cfg.n_frames:
         story = datasets.story(seed, stream="char-ldm")
         seed += 1
@@ -110,11 +110,11 @@ def build_dataset(cfg: TrainConfig, clip, vae, clip_vision, work: str, log: Logg
             masks.append(torch.cat([F.avg_pool2d(m, 4) for m in small], 1)[0].half())
             segments = prompts.frame_segments(sentence.resolved, sentence.present,
                                               {n: cast[n].description for n in sentence.present}, datasets.SETTING_PHRASE[story.background])
-            weighted = prompts.weighted_prompt(segments)
-            spans = prompts.token_spans(clip.tokenize(weighted, return_word_ids=True), segments)
-            contexts.append(clip.encode_from_tokens(clip.tokenize(weighted))[0].half())
+            tokens, _pooled, spans = prompts.encode(clip, segments)  # the prompt the Story LLM Mapper writes
+            contexts.append(tokens[0].half())
             owners.append([(world.CAST.index(cast[n]), spans.get(n, {}).get("ends", [])) for n in names])
-        if len(latents) % 500 < 6:
+        if len(latents) // 500 > reported:
+            reported = len(latents) // 500
             print(f"[data] {len(latents)}/{cfg.n_frames} frames", flush=True)
     references = []
     for c in world.CAST:
@@ -124,7 +124,7 @@ def build_dataset(cfg: TrainConfig, clip, vae, clip_vision, work: str, log: Logg
             obj = world.make_object(rng, c.shape, c.colour, c.size, world.POSITIONS[int(rng.integers(9))], c.name)
             scene = world.Scene((obj,), world.BACKGROUNDS[int(rng.integers(len(world.BACKGROUNDS)))])
             renders.append(torch.from_numpy(world.render(scene, SIZE)).float() / 255.0)
-        references.append(encoder.image_embeds(clip_vision, torch.stack(renders)).half())
+        references.append(fuser_file.image_features(clip_vision, torch.stack(renders)).half())  # as at run time
     data = {"latents": latents, "masks": masks, "contexts": contexts, "owners": owners,
             "references": torch.stack(references), "empty": clip.encode_from_tokens(clip.tokenize(""))[0].half()}
     log("data", cfg.n_frames, seconds=time.time() - t0)
@@ -168,7 +168,7 @@ def reg_loss(probe: AttentionProbe, masks: list[torch.Tensor], tokens: list[list
 
 
 def _batch(cfg: TrainConfig, data: dict[str, Any], fuser: fuser_file.CharFuser, rng: np.random.Generator):
-    x0s, contexts, masks, tokens, union, kinds = [], [], [], [], [], []
+    x0s, contexts, masks, tokens, union = [], [], [], [], []
     for _ in range(cfg.batch):
         i = int(rng.integers(len(data["latents"])))
         x0s.append(data["latents"][i].float() * LATENT_SCALE)
@@ -177,21 +177,14 @@ def _batch(cfg: TrainConfig, data: dict[str, Any], fuser: fuser_file.CharFuser, 
         union.append(frame_masks.amax(0) if len(frame_masks) else torch.zeros(MASK_SIDE, MASK_SIDE))
         r = rng.random()
         kind = "uncond" if r < cfg.uncond_prob else "text" if r < cfg.uncond_prob + cfg.text_only_prob else "fused"
-        kinds.append(kind)
         context = data["empty"].float() if kind == "uncond" else data["contexts"][i].float()
-        frame_tokens = []
         if kind == "fused":
-            positions = {}
-            for who, ends in data["owners"][i]:
-                refs = data["references"][who]
-                for end in ends:
-                    positions[end] = refs[int(rng.integers(len(refs)))].float()
+            positions = {end: data["references"][who][int(rng.integers(len(data["references"][who])))].float()
+                         for who, ends in data["owners"][i] for end in ends}  # fmt: skip
             context = fuser.fuse(context, positions) if positions else context
-        for _who, ends in data["owners"][i]:
-            frame_tokens.append(list(ends) if kind != "uncond" else [])
         contexts.append(context)
-        tokens.append(frame_tokens)
-    return torch.stack(x0s), torch.stack(contexts), masks, tokens, torch.stack(union)[:, None], kinds
+        tokens.append([[] if kind == "uncond" else list(ends) for _who, ends in data["owners"][i]])
+    return torch.stack(x0s), torch.stack(contexts), masks, tokens, torch.stack(union)[:, None]
 
 
 def train(cfg: TrainConfig, work: str, log: Logger):
@@ -226,7 +219,7 @@ def train(cfg: TrainConfig, work: str, log: Logger):
             group["lr"] = cosine_lr(step, cfg.steps, base, cfg.warmup)
         rng = world.rng_for("char-ldm-train", cfg.seed, step)
         gen = torch_generator("char-ldm-noise", cfg.seed, step)
-        x0, context, masks, tokens, union, _kinds = _batch(cfg, data, fuser, rng)
+        x0, context, masks, tokens, union = _batch(cfg, data, fuser, rng)
         t = torch.randint(0, 1000, (cfg.batch,), generator=gen)
         eps = torch.randn(x0.shape, generator=gen)
         probe.maps.clear()
