@@ -152,7 +152,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dev", action="store_true", help="stories from another stream instead of the frozen file: choose "
                                                       "settings on these, report on the frozen ones")
     p.add_argument("--rows", nargs="+", default=["unresolved", "rules", "gold", "gold -hold", "gold -share"], choices=ROWS)
-    p.add_argument("--llm", action="store_true", help="add the llm row (llama.cpp serving models/LLM's Gemma)")
+    p.add_argument("--llm", action="store_true", help="add the llm row (the pack's llama.cpp server, --llm-model)")
+    p.add_argument("--llm-model", default="gemma-3-270m-q4_k_m.gguf",
+                   help="GGUF in models/LLM, or laser-story-planner-lora.gguf (the tuned adapter)")
+    p.add_argument("--weights", default="", help="tiny-model file to sample with (default the shipped 128x128 one; "
+                   "tinyworld-charldm.safetensors is the Char-LDM fine-tune, used with its --fuser)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0, help="frame i of every story uses seed + i")
@@ -161,28 +165,49 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hold-boost", type=float, default=0.0, help="log-weight of a character's tokens inside its region")
     p.add_argument("--share-from", type=float, default=0.1, help="consistent self-attention from this fraction of the steps")
     p.add_argument("--fuser", default=None, help="a character-fuser file (adds the -fuse row)")
+    p.add_argument("--references", action="store_true", help="give every character a reference image (a render of it "
+                   "alone in the center on grey): the fuser fuses its feature, consistency anchors on it")
     p.add_argument("--long", type=int, default=0, help="instead: one story of N frames, peak memory and s/frame")
     p.add_argument("--save", default=None, help="folder for each story's strip per row (PNG)")
     p.add_argument("--threads", type=int, default=0)
     return p.parse_args()
 
 
-def story_input(row: str, case: dict, clip, clip_vision, fuser, llm_config, prompt_style: str = "sentence"):
+def reference_images(plan) -> dict[str, torch.Tensor]:
+    """Each cast member of ``plan`` rendered alone in the center on grey, as an [H, W, 3] image."""
+    cast = {c.name: c for c in world.CAST}
+    images = {}
+    for name in (c.name for c in plan.characters if c.name in cast):
+        c = cast[name]
+        obj = world.make_object(world.rng_for("story-bench-reference", name), c.shape, c.colour, c.size, "center", name)
+        images[name] = torch.from_numpy(world.render(world.Scene((obj,), "grey"), SIZE)).float() / 255.0
+    return images
+
+
+def story_input(row: str, case: dict, clip, clip_vision, fuser, llm_config, prompt_style: str = "sentence",
+                references: bool = False):
     from laser_story.llm.tasks.story import plan_story
     from laser_story.story import pipeline
 
     if row == "rules" or row == "unresolved":
         plan = plan_story(case["text"])
     elif row == "llm":
-        from laser_story.llm.config import LLMConfig
+        from laser_story.llm.config import PACK_LLM_DIR, LLMConfig
         from laser_story.llm.planner import PlanRequest, make_plan
 
+        models = [str(Path(ensure_llm_dir())), PACK_LLM_DIR]
         plan = make_plan(PlanRequest(task="story", text=case["text"]), LLMConfig.from_json(llm_config),
-                         cache_dir=str(ROOT / ".cache" / "story-bench-llm")).plan  # fmt: skip
+                         cache_dir=str(ROOT / ".cache" / "story-bench-llm"), models_dirs=models).plan  # fmt: skip
     else:
         plan = gold_plan(case)
-    story = pipeline.prepare(plan, clip, None, clip_vision, fuser, prompt_style)
+    story = pipeline.prepare(plan, clip, reference_images(plan) if references else None, clip_vision, fuser, prompt_style)
     return pipeline.unresolved_input(story, clip) if row == "unresolved" else story
+
+
+def ensure_llm_dir() -> str:
+    import folder_paths
+
+    return str(Path(folder_paths.models_dir) / "LLM")
 
 
 def options_for(row: str, args, fuser) -> object:
@@ -224,7 +249,8 @@ def main() -> int:
     from laser_story.story.strip import comic_strip
     from laser_story.tinyworld import encoder, weights
 
-    model, clip, vae, _ = weights.load()
+    path = str(Path(weights.WEIGHTS_DIR) / args.weights) if args.weights and "/" not in args.weights else args.weights
+    model, clip, vae, _ = weights.load(path or weights.DEFAULT_WEIGHTS)
     if args.long:
         long_run(args, model, clip, vae)
         return 0
@@ -235,17 +261,19 @@ def main() -> int:
     if "llm" in rows:
         from laser_story.llm.config import LLMConfig
 
-        llm_config = LLMConfig(backend="llama.cpp", model="gemma-3-270m").to_json()
+        llm_config = LLMConfig(backend="llama_cpp", model=args.llm_model, n_ctx=4096).to_json()
     cases = make_cases("story-dev") if args.dev else json.loads(CASES_FILE.read_text())["cases"]
     cases = cases[: args.stories] if args.stories else cases
     header = f"{'row':<13} {'char-acc':>8} {'char-f1':>8} {'place':>6} {'setting':>8} {'id-judge':>9} {'id-enc':>7} {'fidelity':>9} {'s/frame':>8}"
-    print(f"{len(cases)} stories, {sum(len(c['frames']) for c in cases)} frames, {args.steps} steps, cfg {args.cfg}")
+    print(f"{len(cases)} stories, {sum(len(c['frames']) for c in cases)} frames, {args.steps} steps, cfg {args.cfg}, "
+          f"weights {Path(path or weights.DEFAULT_WEIGHTS).name}" + (f", fuser {Path(args.fuser).name}" if fuser else "")
+          + (", a reference image per character" if args.references else ""))
     print(header)
     for row in rows:
         totals: dict[str, list[float]] = {}
         seconds = frames = 0
         for case in cases:
-            story = story_input(row, case, clip, clip_vision, fuser, llm_config, args.prompt_style)
+            story = story_input(row, case, clip, clip_vision, fuser, llm_config, args.prompt_style, args.references)
             start = time.perf_counter()
             images, _ = pipeline.sample(model, clip, vae, story, options_for(row, args, fuser))
             seconds += time.perf_counter() - start

@@ -95,6 +95,22 @@ def test_laser_morph_workflow_runs_headless_and_writes_the_animation(comfy_serve
     assert any(kind == "binary" for kind, _ in messages), "latent previews are sent while the morph runs"
 
 
+def test_animate_image_workflow_plans_p0_from_the_image_and_animates_it(comfy_server):
+    """The input image's caption comes from the Built-in Image Caption node, and every keyframe edits it."""
+    api = json.loads((WORKFLOWS / "api" / "laser_animate_image.json").read_text())
+    history, _ = comfy_server.run(api)
+    assert history["status"]["status_str"] == "success"
+    (caption,) = history["outputs"]["20"]["text"]
+    plan = json.loads(history["outputs"]["2"]["text"][-1])
+    assert plan["prompts"][0] == caption and "star" in caption
+    assert plan["prompts"][1] == caption.replace(caption.split(" star")[0].split()[-1] + " star", "blue star", 1)
+    assert plan["controls"] == ["0", "1"] and "on the right" in plan["prompts"][2]
+    saved = history["outputs"]["4"]["images"][0]
+    data = comfy_server.get("/view", filename=saved["filename"], subfolder=saved["subfolder"], type="output")
+    with Image.open(io.BytesIO(data)) as animation:
+        assert animation.n_frames == 2 * plan["frames_per_segment"] - 1
+
+
 def test_ui_workflows_match_their_api_twins_and_are_listed_as_templates(comfy_server):
     object_info = comfy_server.get_json("/object_info")
     for ui_path in WORKFLOWS.glob("*.json"):

@@ -141,3 +141,22 @@ def test_the_llm_path_runs_against_the_real_llama_cpp_server(comfy_host, gemma_p
         POOL.stop_all()
     plan = json.loads(outputs["2"]["text"][-1])
     assert len(plan["frames"]) == 4 and comfy_host.captured["frames"].shape[0] == 4
+
+
+def test_the_shipped_char_ldm_and_its_fuser_fuse_reference_features_into_the_frames(comfy_host):
+    """The trained Char-LDM (the loader offers it) with its fuser (the fuser loader offers it): fused embeddings
+    change the frames, and switching them off gives the unfused frames."""
+    loaders = comfy_host.nodes.NODE_CLASS_MAPPINGS
+    assert "tinyworld-charldm.safetensors" in loaders["LaserStoryTinyModel"].INPUT_TYPES()["required"]["weights"][0]
+    assert "tinyworld-charldm-fuser.safetensors" in loaders["LaserStoryCharFuserLoader"].INPUT_TYPES()["required"]["fuser_name"][0]
+    graph = story_graph(seed=8)
+    graph["1"]["inputs"] = {"weights": "tinyworld-charldm.safetensors"}
+    graph["8"] = {"class_type": "LaserStoryCharFuserLoader", "inputs": {"fuser_name": "tinyworld-charldm-fuser.safetensors"}}
+    graph["9"] = {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 128, "batch_size": 1, "color": 0x808080}}
+    graph["2"]["inputs"].update(reference_images=["9", 0], reference_names="Pip", clip_vision=["1", 3], fuser=["8", 0])
+    comfy_host.run(graph)
+    fused = comfy_host.captured["frames"].clone()
+    info = json.loads(comfy_host.captured["info"])["frames"]
+    assert info[0]["fused"] is True
+    comfy_host.run({**graph, "3": {**graph["3"], "inputs": {**graph["3"]["inputs"], "fuse_characters": False}}})
+    assert not torch.equal(comfy_host.captured["frames"], fused)

@@ -202,8 +202,8 @@ def test_each_loader_lists_only_its_own_kind_of_weights(comfy_host, tmp_path):
     problem = weights.check(str(other))
     assert str(other) in problem and "'image-encoder'" in problem and weights.KIND in problem
     node = comfy_host.nodes.NODE_CLASS_MAPPINGS["LaserStoryTinyModel"]
-    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND) == ["tinyworld-128.safetensors",
-                                                                                                 "tinyworld.safetensors"]
+    assert node.INPUT_TYPES()["required"]["weights"][0] == weights.files_of_kind(weights.KIND) == [
+        "tinyworld-128.safetensors", "tinyworld-charldm.safetensors", "tinyworld.safetensors"]  # the Char-LDM is one too
     assert weights.files_of_kind("image-encoder") == ["tinyworld-image-encoder.safetensors"], "it shares the folder"
 
 

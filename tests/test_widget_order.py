@@ -29,6 +29,7 @@ PINNED = {
                                  "width", "height", "frames_per_batch", "hold_regions", "consistent_attention",
                                  "fuse_characters", "fuse_from", "negative"),
     "LaserStoryCharFuserLoader": ("fuser_name",),
+    "LaserStoryWorldCaption": (),
 }  # fmt: skip
 
 
@@ -37,7 +38,7 @@ def widget_order(node_class) -> tuple[str, ...]:
     order = []
     for group in ("required", "optional"):
         for name, (kind, *options) in spec.get(group, {}).items():
-            if isinstance(kind, (list, tuple)) or kind in WIDGETS:
+            if (isinstance(kind, (list, tuple)) or kind in WIDGETS) and not (options and options[0].get("forceInput")):
                 order.append(name)
                 if options and options[0].get("control_after_generate"):
                     order.append(f"{name}:control_after_generate")

@@ -5,7 +5,7 @@ import { api } from "../../scripts/api.js";
 
 const PACK_NODES = new Set([
   "LaserStoryLLMPlanner", "LaserStoryMorphInterpolator", "LaserStorySaveAnimatedGIF", "LaserStoryLocalCaptionExpander",
-  "LaserStoryStoryMapper", "LaserStoryCharLDMSampler",
+  "LaserStoryStoryMapper", "LaserStoryCharLDMSampler", "LaserStoryWorldCaption",
 ]);
 const TEXT_WIDGET = "laser_story_result";
 const GIF_WIDGET = "laser_story_gif";

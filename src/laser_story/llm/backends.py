@@ -20,8 +20,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .config import DEFAULT_GGUF, LLMConfig, resolve_model_path
-from .errors import LLMConfigError, LLMError, LLMHTTPError
+from .config import ADAPTER_BASES, DEFAULT_GGUF, LLMConfig, resolve_model_path
+from .errors import AdapterMissingError, LLMConfigError, LLMError, LLMHTTPError
+from .gguf_header import adapter_problem
 from .llama_server import POOL, LlamaServerPool, ServerSettings
 from .transport import excerpt, request_json
 
@@ -62,6 +63,11 @@ class ChatBackend(abc.ABC):
     def cache_identity(self) -> dict[str, Any]:
         """What besides the request decides a reply; part of the cache key."""
         return {}
+
+    @property
+    def tuned(self) -> bool:
+        """A model tuned on the pack's tasks: it gets the short prompts it was trained on, not the few-shot ones."""
+        return False
 
     @abc.abstractmethod
     def chat(self, messages: Messages, schema: dict[str, Any], sampling: Sampling) -> ChatReply:
@@ -187,11 +193,17 @@ class LlamaCppBackend(OpenAIBackend):
 
     @property
     def model_id(self) -> str:
-        return self.settings.model_path.name
+        return (self.settings.lora_path or self.settings.model_path).name
+
+    @property
+    def tuned(self) -> bool:
+        return self.settings.lora_path is not None and self.settings.lora_path.name in ADAPTER_BASES
 
     def cache_identity(self) -> dict[str, Any]:
-        path = self.settings.model_path
-        return {"bytes": path.stat().st_size, "chat_format": self.settings.effective_chat_format()}
+        identity = {"bytes": self.settings.model_path.stat().st_size, "chat_format": self.settings.effective_chat_format()}
+        if self.settings.lora_path is not None:
+            identity["adapter_bytes"] = self.settings.lora_path.stat().st_size
+        return identity
 
     def api_base(self) -> str:
         return self.pool.ensure(self.settings, startup_timeout=max(60.0, self.timeout)).base_url
@@ -201,7 +213,7 @@ class LlamaCppBackend(OpenAIBackend):
             return super().chat(messages, schema, sampling)
 
     def unload(self) -> None:
-        self.pool.stop(self.settings.model_path)
+        self.pool.stop(self.settings.key)
 
 
 class OllamaBackend(ChatBackend):
@@ -332,13 +344,33 @@ def make_backend(config: LLMConfig, models_dirs: list[str] | tuple[str, ...] = (
     """The chat backend for ``config``; None for the rule-based planner, which needs no model."""
     if config.backend == "rules":
         return None
+    adapter_base = ADAPTER_BASES.get(Path(config.model).name)
     if config.backend == "llama_cpp":
-        path = resolve_model_path(config.model or DEFAULT_GGUF, models_dirs, suffix=".gguf")
-        settings = ServerSettings(path, config.n_ctx, config.n_threads, config.chat_format)
+        try:
+            path = resolve_model_path(config.model or DEFAULT_GGUF, models_dirs, suffix=".gguf")
+        except LLMConfigError as exc:
+            if adapter_base is None:
+                raise
+            raise AdapterMissingError(
+                f"the tuned planner adapter {config.model} is missing ({exc}); planned with the rules instead. "
+                "Reinstall the pack (it ships the adapter) or build it with `python -m laser_story.training.planner_lora`."
+            ) from None
+        lora = None
+        if adapter_base is not None:
+            lora, path = path, resolve_model_path(adapter_base, models_dirs, suffix=".gguf")
+            problem = adapter_problem(lora, path)
+            if problem:
+                raise LLMConfigError(f"{problem}; put {adapter_base} (the base it was trained on) in models/LLM")
+        settings = ServerSettings(path, config.n_ctx, config.n_threads, config.chat_format, lora)
         return LlamaCppBackend(settings, timeout=config.timeout_s, retries=config.http_retries)
     if config.backend == "transformers":
         if not config.model:
             raise LLMConfigError("the transformers backend needs model: a folder or GGUF file in models/LLM")
+        if adapter_base is not None:
+            raise LLMConfigError(
+                f"{config.model} is a LoRA adapter for {adapter_base}, served by the llama_cpp backend; choose "
+                "backend llama_cpp for it"
+            )
         return TransformersBackend(resolve_model_path(config.model, models_dirs), config.n_ctx)
     if not config.model:
         raise LLMConfigError(f"the {config.backend} backend needs model: the model name the server knows")

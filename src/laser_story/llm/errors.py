@@ -14,6 +14,10 @@ class LLMConfigError(LLMError):
     """The settings cannot work: unknown backend, missing key variable, missing model file or dependency."""
 
 
+class AdapterMissingError(LLMConfigError):
+    """The pack's tuned adapter was asked for but is not there: the planner falls back to the rules."""
+
+
 class LLMUnreachableError(LLMError):
     """Nothing answered at the backend's address."""
 

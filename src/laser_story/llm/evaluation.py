@@ -88,3 +88,23 @@ def score_story(plan: StoryPlan | None, story: dict[str, Any]) -> Score:
             score.pronouns_total += is_pronoun
             score.pronouns_correct += right and is_pronoun
     return score
+
+
+def presence_counts(plan: StoryPlan | None, story: dict[str, Any]) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of who each frame shows against the labelled
+    ``present``, names matched loosely and one to one (a missing plan or frame shows no one)."""
+    tp = fp = fn = 0
+    frames = plan.frames if plan is not None else ()
+    for index, sentence in enumerate(story["sentences"]):
+        frame = frames[index] if index < len(frames) and frames[index].sentence == sentence["text"] else None
+        remaining = [_tokens(name) for name in (frame.characters if frame else ())]
+        for name in sentence.get("present", []):
+            wanted = _tokens(name)
+            match = next((i for i, p in enumerate(remaining) if p and wanted and (wanted <= p or p <= wanted)), None)
+            if match is None:
+                fn += 1
+            else:
+                tp += 1
+                remaining.pop(match)
+        fp += len(remaining)
+    return tp, fp, fn

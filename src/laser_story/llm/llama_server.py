@@ -42,10 +42,16 @@ class ServerSettings:
     n_ctx: int = 2048
     n_threads: int = 0
     chat_format: str = "auto"
+    lora_path: Path | None = None  # a GGUF LoRA adapter applied to the model
 
     @property
     def alias(self) -> str:
-        return self.model_path.stem
+        return (self.lora_path or self.model_path).stem
+
+    @property
+    def key(self) -> Path:
+        """What the pool keeps one server per: the adapter where there is one (base and tuned can run side by side)."""
+        return (self.lora_path or self.model_path).resolve()
 
     def effective_chat_format(self) -> str | None:
         """``auto`` means the GGUF's own template, except for Gemma base files, which ship none."""
@@ -61,7 +67,8 @@ class ServerSettings:
             "--model_alias", self.alias,
         ]  # fmt: skip
         chat_format = self.effective_chat_format()
-        return cmd + (["--chat_format", chat_format] if chat_format else [])
+        cmd += ["--chat_format", chat_format] if chat_format else []
+        return cmd + (["--lora_path", str(self.lora_path)] if self.lora_path else [])
 
 
 @dataclasses.dataclass
@@ -118,7 +125,7 @@ def free_port() -> int:
 
 
 class LlamaServerPool:
-    """The running servers of this process, keyed by GGUF path."""
+    """The running servers of this process, keyed by ``ServerSettings.key``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -138,7 +145,7 @@ class LlamaServerPool:
     @contextlib.contextmanager
     def lease(self, settings: ServerSettings, startup_timeout: float = 120.0) -> Iterator[RunningServer]:
         """A ready server held for one request; an unload meanwhile takes effect when the last lease ends."""
-        key = settings.model_path.resolve()
+        key = settings.key
         with self._lock:
             server = self._ensure_locked(settings, startup_timeout)
             self._leases[key] = self._leases.get(key, 0) + 1
@@ -155,7 +162,7 @@ class LlamaServerPool:
                 self._stop(finished)
 
     def _ensure_locked(self, settings: ServerSettings, startup_timeout: float) -> RunningServer:
-        key = settings.model_path.resolve()
+        key = settings.key
         server = self._servers.get(key)
         if server is not None and server.process.poll() is None and server.settings == settings:
             return server
@@ -225,9 +232,10 @@ class LlamaServerPool:
         server.log_reader.close()
         server.log_path.unlink(missing_ok=True)
 
-    def stop(self, model_path: Path) -> bool:
-        """Stop the server of one GGUF (once its last lease ends, if requests hold it); True when one was running."""
-        key = model_path.resolve()
+    def stop(self, key: Path) -> bool:
+        """Stop the server of one GGUF or adapter (``ServerSettings.key``; once its last lease ends, if requests
+        hold it); True when one was running."""
+        key = key.resolve()
         with self._lock:
             if self._leases.get(key, 0) > 0:
                 self._stop_when_idle.add(key)

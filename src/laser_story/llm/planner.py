@@ -15,10 +15,10 @@ from collections.abc import Callable
 from .backends import ChatBackend, Sampling, make_backend
 from .cache import DiskCache, resolve_cache_dir
 from .config import LLMConfig
-from .errors import LLMConfigError, LLMError
+from .errors import AdapterMissingError, LLMConfigError, LLMError
 from .structured import CallStats, structured_call
 from .tasks import REGISTRY, TASKS
-from .tasks.base import Messages, Plan, PlanError, Task
+from .tasks.base import Messages, Plan, PlanError, Task, tuned_messages
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ class LLMPlanner:
     def _call(self, task: Task, request: PlanRequest, stats: CallStats):
         """The task's ``Call``: one structured call with progress, cache and statistics."""
 
-        def call(messages: Messages, schema, normalise, label: str):
+        def call(messages: Messages, schema, normalise, label: str, tuned_instruction: str):
+            if self.backend.tuned:
+                messages = tuned_messages(tuned_instruction, messages)
             if self.progress is not None:
                 self.progress(self._done, self._total)
             self._done += 1
@@ -166,7 +168,11 @@ def make_plan(
 ) -> PlanResult:
     """Plan ``request`` with the backend ``config`` names (the default backend when None)."""
     config = config or LLMConfig()
-    backend = make_backend(config, models_dirs)
+    try:
+        backend = make_backend(config, models_dirs)
+    except AdapterMissingError as exc:
+        log.warning("%s", exc)
+        return PlanResult(plan_with_rules(request), "rules", [str(exc)])
     if backend is None:
         return PlanResult(plan_with_rules(request), "rules")
     directory = resolve_cache_dir(cache_dir)

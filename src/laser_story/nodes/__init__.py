@@ -59,8 +59,16 @@ def register_folder(name: str, extensions: set[str]) -> None:
 
 
 def register_llm_folder() -> None:
-    """``models/LLM`` for GGUF / safetensors files and HF-style model folders."""
+    """``models/LLM`` for GGUF / safetensors files and HF-style model folders, and the pack's own folder with the
+    tuned planner adapter, so it is offered beside the base model without copying it anywhere."""
+    import folder_paths
+
+    from ..llm.config import PACK_LLM_DIR
+
     register_folder(LLM_FOLDER, LLM_EXTENSIONS)
+    paths = folder_paths.folder_names_and_paths[LLM_FOLDER][0]
+    if PACK_LLM_DIR not in paths:
+        paths.append(PACK_LLM_DIR)
 
 
 def load_node_modules() -> Registration:

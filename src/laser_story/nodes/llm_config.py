@@ -7,11 +7,14 @@ import os
 import folder_paths
 
 from ..llm.config import (
+    ADAPTER_BASES,
     BACKENDS,
     CHAT_FORMATS,
     DEFAULT_BACKEND,
     DEFAULT_GGUF,
     DEFAULT_URLS,
+    PACK_LLM_DIR,
+    TUNED_ADAPTER,
     LLMConfig,
     env_name_problem,
     resolve_model_path,
@@ -24,11 +27,12 @@ LLM_FOLDER = "LLM"
 
 
 def llm_model_dirs() -> list[str]:
-    """The ``models/LLM`` folders (the pack registers the name; the default folder also works without that)."""
+    """The ``models/LLM`` folders and the pack's adapter folder (the pack registers both; without that, the
+    default folder and the pack's)."""
     try:
         return list(folder_paths.get_folder_paths(LLM_FOLDER))
     except KeyError:
-        return [os.path.join(folder_paths.models_dir, LLM_FOLDER)]
+        return [os.path.join(folder_paths.models_dir, LLM_FOLDER), PACK_LLM_DIR]
 
 
 class LaserStoryLLMConfig:
@@ -52,8 +56,10 @@ class LaserStoryLLMConfig:
                 "backend": (list(BACKENDS), {"default": DEFAULT_BACKEND, "tooltip": backends}),
                 "model": ("STRING", {
                     "default": DEFAULT_GGUF,
-                    "tooltip": "llama_cpp / transformers: a file (or folder) in models/LLM. openai / ollama: the "
-                               "model name the server knows (e.g. gpt-4o-mini, llama3.2). Ignored by rules.",
+                    "tooltip": "llama_cpp / transformers: a file (or folder) in models/LLM. llama_cpp: "
+                               f"{TUNED_ADAPTER} is Gemma 3 270M tuned on the pack's tasks (the pack's adapter on "
+                               f"{DEFAULT_GGUF}, with short prompts). openai / ollama: the model name the server "
+                               "knows (e.g. gpt-4o-mini, llama3.2). Ignored by rules.",
                 }),
                 "base_url": ("STRING", {
                     "default": "",
@@ -102,10 +108,10 @@ class LaserStoryLLMConfig:
         if model is not None and backend in ("llama_cpp", "transformers"):
             if not model.strip() and backend == "transformers":
                 return "model: name a folder or GGUF file in models/LLM for the transformers backend"
+            # The tuned adapter needs its base; a missing adapter itself falls back to the rules when planning.
+            name = ADAPTER_BASES.get(model.strip(), model.strip()) if backend == "llama_cpp" else model.strip()
             try:
-                resolve_model_path(
-                    model.strip() or DEFAULT_GGUF, llm_model_dirs(), suffix=".gguf" if backend == "llama_cpp" else None
-                )
+                resolve_model_path(name or DEFAULT_GGUF, llm_model_dirs(), suffix=".gguf" if backend == "llama_cpp" else None)
             except LLMConfigError as exc:
                 return f"model: {exc}"
         if model is not None and backend in ("openai", "ollama") and not model.strip():

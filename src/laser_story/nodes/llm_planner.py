@@ -100,6 +100,10 @@ class LaserStoryLLMPlanner:
                 "plan_override": ("STRING", {"multiline": True, "default": "",
                                              "tooltip": "A plan as JSON (e.g. from plan_json, edited). When not "
                                                         "empty it is validated and used; no LLM is called."}),
+                "caption": ("STRING", {"forceInput": True,
+                                       "tooltip": "The input image's caption from a captioning node (e.g. Built-in "
+                                                  "Image Caption, or any node with a text output); when connected it "
+                                                  "is used as image_caption, so P0 describes the image itself."}),
             },
         }  # fmt: skip
 
@@ -126,8 +130,9 @@ class LaserStoryLLMPlanner:
         return True
 
     def plan(self, task, text, temperature, seed, max_tokens, llm_config=None, image_caption="",
-             directions=DEFAULT_DIRECTIONS, plan_override=""):  # fmt: skip
+             directions=DEFAULT_DIRECTIONS, plan_override="", caption=None):  # fmt: skip
         warnings: list[str] = []
+        image_caption = caption.strip() if caption and caption.strip() else image_caption
         if plan_override.strip():
             plan = parse_plan(plan_override, "plan_override", task)
             source = "plan_override"

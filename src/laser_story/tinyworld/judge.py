@@ -390,6 +390,12 @@ def prompt_fidelity(image: Any, caption: str | world.ParsedCaption, analysis: An
     return Fidelity(True, matched, total, {k: (v[0], v[1]) for k, v in per.items()}, parsed.unknown_words)
 
 
+def caption_of(image: Any, analysis: Analysis | None = None) -> str:
+    """The scene as the judge reads it, written as ``world.full_caption``: a caption for an image that has none."""
+    analysis = analysis or detect(image)
+    return world.full_caption([d.attributes() for d in analysis.objects], analysis.background)
+
+
 def identity_consistency(frames: Sequence[Any], reference: dict[str, str] | world.Character | str | None = None,
                          analyses: Sequence[Analysis] | None = None) -> float:
     """Share of frames showing the reference identity.
@@ -413,19 +419,24 @@ def identity_consistency(frames: Sequence[Any], reference: dict[str, str] | worl
     return count / len(ids) if mode is not None else 0.0
 
 
+def _tensor(image: Any):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(_as_float(image), dtype=np.float32)).permute(2, 0, 1)[None]
+
+
 def ssim(a: Any, b: Any) -> float:
-    """Mean SSIM of two RGB images (Gaussian window sigma 1.5, per channel, L = 1)."""
-    x, y = _as_float(a), _as_float(b)
-    c1, c2 = 0.01**2, 0.03**2
-    vals = []
-    for ch in range(3):
-        p, q = x[..., ch], y[..., ch]
-        f = lambda z: ndimage.gaussian_filter(z, 1.5, truncate=3.5)  # noqa: E731
-        mp, mq = f(p), f(q)
-        spp, sqq, spq = f(p * p) - mp * mp, f(q * q) - mq * mq, f(p * q) - mp * mq
-        m = ((2 * mp * mq + c1) * (2 * spq + c2)) / ((mp * mp + mq * mq + c1) * (spp + sqq + c2))
-        vals.append(m.mean())
-    return float(np.mean(vals))
+    """Mean SSIM of two RGB images (kornia's: 11x11 Gaussian window, sigma 1.5, L = 1)."""
+    import kornia.metrics
+
+    return float(kornia.metrics.ssim(_tensor(a), _tensor(b), window_size=11, max_val=1.0).mean())
+
+
+def psnr(a: Any, b: Any) -> float:
+    """PSNR in dB of two RGB images (kornia's, L = 1); infinite for identical images."""
+    import kornia.metrics
+
+    return float(kornia.metrics.psnr(_tensor(a), _tensor(b), max_val=1.0))
 
 
 def pixel_distance(a: Any, b: Any) -> float:

@@ -179,11 +179,17 @@ def check(path: str = DEFAULT_WEIGHTS) -> str | None:
 
 
 def read(path: str = DEFAULT_WEIGHTS) -> tuple[TinySpec, dict[str, dict[str, torch.Tensor]], dict[str, str]]:
-    """Spec, state dicts (``unet``, ``clip``, ``vae``; float32, CLIP token embedding expanded) and metadata."""
+    """Spec, state dicts (``unet``, ``clip``, ``vae``; float32, CLIP token embedding expanded) and metadata.
+
+    A fine-tune that changed only the UNet (the Char-LDM) holds only ``unet.*`` and names, in ``shares_from``, the
+    file (relative to its own folder) whose text encoder and VAE it uses unchanged."""
     tensors, meta = read_tensors(path, KIND, _problem)
     problem = _header_problem(meta)
     if problem is not None:
         raise _problem(path, problem)
+    if meta.get("shares_from"):
+        shared, _ = read_tensors(os.path.normpath(os.path.join(os.path.dirname(path), meta["shares_from"])), KIND, _problem)
+        tensors = {**{k: v for k, v in shared.items() if not k.startswith("unet.")}, **tensors}
     try:
         spec = TinySpec.from_json(json.loads(meta["spec"]))
     except (KeyError, ValueError, TypeError) as exc:

@@ -417,6 +417,15 @@ def caption(scene: Scene, rng: np.random.Generator, options: CaptionOptions = Ca
     return join_segments(caption_segments(scene, rng, options)[0])
 
 
+def full_caption(objects: Sequence[dict[str, str]], background: str | None) -> str:
+    """Every attribute of every object, in one fixed form: "a large red star on the left and a small blue circle
+    at the bottom on a grey background" (what a keyframe prompt of a known scene says)."""
+    parts = [f"{_article(o['size'])} {o['size']} {o['colour']} {o['shape']} {POSITION_PHRASES[o['position']][0]}"
+             for o in objects]  # fmt: skip
+    text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] if parts else "nothing"
+    return text + (f" {BACKGROUND_PHRASES[background][0]}" if background else "")
+
+
 # --------------------------------------------------------------------------------------------------
 # parsing (the inverse of the caption grammar)
 

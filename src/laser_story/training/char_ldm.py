@@ -257,12 +257,14 @@ def fuser_path(model_path: str) -> str:
 
 
 def export(out: str, base_file: str, unet: torch.nn.Module, fuser: fuser_file.CharFuser, metadata: dict[str, Any]) -> None:
-    """The fine-tuned UNet in a copy of the base tiny-model file (its text encoder and VAE as they were)."""
-    tensors, meta = weights.read_tensors(base_file, weights.KIND, lambda path, what: RuntimeError(f"{path}: {what}"))
-    for key, value in unet.state_dict().items():
-        tensors[f"unet.{key}"] = value.detach().to(torch.float16)
+    """The fine-tuned UNet as a tiny-model file that shares the base file's text encoder and VAE (unchanged, so
+    not stored twice: the base must sit beside it), and the fuser beside it."""
+    meta = weights.read_metadata(base_file)
+    tensors = {f"unet.{key}": value.detach().to(torch.float16) for key, value in unet.state_dict().items()}
     kept = {k: v for k, v in meta.items() if k not in ("kind", "command", "seed", "train")}
-    weights.save_tensors(out, tensors, weights.KIND, {**kept, **metadata, "char_ldm_fuser": os.path.basename(fuser_path(out))})
+    shares = os.path.relpath(os.path.abspath(base_file), os.path.dirname(os.path.abspath(out)))
+    weights.save_tensors(out, tensors, weights.KIND, {**kept, **metadata, "shares_from": shares,
+                                                      "char_ldm_fuser": os.path.basename(fuser_path(out))})  # fmt: skip
     fuser_file.save(fuser_path(out), fuser.eval(), {**metadata, "model": os.path.basename(out)})
 
 

@@ -24,14 +24,15 @@ import numpy as np
 from ..llm.language import PRONOUNS, find_word, join_names, possessive, split_sentences, words
 from ..llm.structured import schema_problem
 from ..llm.tasks import expand, morph, story
+from ..llm.tasks.base import tuned_messages
 
-# The instruction the tuned model gets in place of the few-shot prompt: it has learned the task, so a short
-# reminder of which call this is keeps the prompt, and the tokens spent on it, small.
+# The instruction the tuned model gets in place of the few-shot prompt, per call: the tasks' own constants, so
+# what it is trained on is what the planner sends (``tasks.base.tuned_messages``).
 TUNED_INSTRUCTIONS = {
-    "story": "Resolve the story's references. JSON only.",
-    "morph": "Plan the morph keyframes and control codes. JSON only.",
-    "expand_global": "Write the global caption. JSON only.",
-    "expand_local": "Write the new region's caption. JSON only.",
+    "story": story.TUNED_INSTRUCTION,
+    "morph": morph.TUNED_INSTRUCTION,
+    "expand_global": expand.TUNED_GLOBAL,
+    "expand_local": expand.TUNED_LOCAL,
 }
 STORY_KEY, MORPH_KEY, EXPAND_KEY, SHUFFLE_KEY = 1, 2, 3, 4
 ATTEMPTS = 50
@@ -1416,13 +1417,8 @@ def expand_example(seed: int, index: int) -> dict[str, Any]:
 def _chat(kind: str, task_input: str, reply: dict[str, Any]) -> dict[str, Any]:
     """One call as the tuned model sees it: the short instruction and the input, then the gold reply. No system
     turn: Gemma's chat format has none, and the pack sends none."""
-    return {
-        "task": kind,
-        "messages": [
-            {"role": "user", "content": f"{TUNED_INSTRUCTIONS[kind]}\n\n{task_input}"},
-            {"role": "assistant", "content": json.dumps(reply, separators=(",", ":"))},
-        ],
-    }
+    user = tuned_messages(TUNED_INSTRUCTIONS[kind], [{"role": "user", "content": task_input}])
+    return {"task": kind, "messages": [*user, {"role": "assistant", "content": json.dumps(reply, separators=(",", ":"))}]}
 
 
 def chat_examples(n_story: int, n_morph: int, n_expand: int, seed: int) -> list[dict[str, Any]]:

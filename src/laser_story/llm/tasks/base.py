@@ -27,11 +27,12 @@ class Call(Protocol):
     """One schema-constrained LLM call, bound to a backend, cache and statistics by the planner.
 
     ``normalise`` turns a schema-valid reply into the value the task wants and lists what it fixed;
-    ``label`` names the call in logs and errors.
+    ``label`` names the call in logs and errors; ``tuned_instruction`` is the one line that replaces the
+    few-shot instructions for a model tuned on the pack's tasks (see :func:`tuned_messages`).
     """
 
     def __call__(self, messages: Messages, schema: dict[str, Any], normalise: Callable[[dict[str, Any]], tuple[Any, list[str]]],
-                 label: str) -> Any: ...
+                 label: str, tuned_instruction: str) -> Any: ...
 
 
 class Request(Protocol):
@@ -114,3 +115,9 @@ def few_shot(instructions: str, example: tuple[str, dict[str, Any]], user: str) 
         {"role": "assistant", "content": json.dumps(example_reply)},
         {"role": "user", "content": user},
     ]
+
+
+def tuned_messages(instruction: str, messages: Messages) -> Messages:
+    """What a model tuned on the pack's tasks sees: a one-line reminder of which call this is and the input, no
+    worked example (it has learned the task, and the short prompt is what it was trained on)."""
+    return [{"role": "user", "content": f"{instruction}\n\n{messages[-1]['content']}"}]

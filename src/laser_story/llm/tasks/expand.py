@@ -124,6 +124,10 @@ LOCAL_EXAMPLE = (
 )
 
 
+TUNED_GLOBAL = "Write the global caption. JSON only."
+TUNED_LOCAL = "Write the new region's caption. JSON only."
+
+
 def global_messages(text: str, image_caption: str = "") -> Messages:
     user = f"Scene: {text}" + (f"\nThe starting image shows: {image_caption}" if image_caption else "")
     return few_shot(GLOBAL_INSTRUCTIONS, GLOBAL_EXAMPLE, user)
@@ -154,6 +158,7 @@ def plan_llm(request: Request, call: Call) -> ExpandPlan:
         GLOBAL_SCHEMA,
         normalise_caption("global_caption"),
         "expand (global caption)",
+        TUNED_GLOBAL,
     )
     so_far = [request.image_caption.strip()] if request.image_caption.strip() else []
     steps = []
@@ -163,6 +168,7 @@ def plan_llm(request: Request, call: Call) -> ExpandPlan:
             LOCAL_SCHEMA,
             normalise_caption("caption"),
             f"expand (local caption, {direction})",
+            TUNED_LOCAL,
         )
         so_far.append(caption)
         steps.append(ExpandStep(direction, caption))

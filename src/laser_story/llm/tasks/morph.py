@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ... import controls as codes
+from ..caption_edit import edit_caption
 from ..lexicon import ACTION_VERBS, BECOME_VERBS, TRANSFORM_VERBS
 from .base import Call, Messages, PlanError, Request, Task, check_task, few_shot, load_json_object
 
@@ -127,6 +128,9 @@ EXAMPLE = (
 )
 
 
+TUNED_INSTRUCTION = "Plan the morph keyframes and control codes. JSON only."
+
+
 def messages(text: str, image_caption: str = "") -> Messages:
     user = f"Description: {text}"
     if image_caption:
@@ -153,6 +157,7 @@ def plan_llm(request: Request, call: Call) -> MorphPlan:
         REPLY_SCHEMA,
         lambda obj: normalise_reply(obj, request.image_caption),
         "morph",
+        TUNED_INSTRUCTION,
     )
 
 
@@ -263,6 +268,20 @@ def _prompt(subject: str, action: str) -> str:
     return f"{subject}, {action}" if action else subject
 
 
+def _edit_chain(caption: str, stages: list[str], frames: int) -> MorphPlan | None:
+    """Each stage applied to the caption before it ("the star turns blue, then moves right"): keyframes that keep
+    every word the description does not change; None unless every stage is such an edit."""
+    prompts, controls, noun = [caption], [], ""
+    for stage in stages:
+        edit = edit_caption(prompts[-1], stage, noun)
+        if edit is None:
+            return None
+        prompts.append(edit.caption)
+        controls.append(codes.for_change(edit.looks, edit.pose, first=not controls))
+        noun = edit.noun
+    return MorphPlan(tuple(prompts), tuple(controls), DEFAULT_NEGATIVE, frames) if controls else None
+
+
 def plan_morph(text: str, image_caption: str = "") -> MorphPlan:
     """Keyframes P0..Pn and control codes from a coarse description such as "a cat turns into a tiger, then jumps"."""
     frames = DEFAULT_FRAMES
@@ -271,6 +290,9 @@ def plan_morph(text: str, image_caption: str = "") -> MorphPlan:
         frames = max(2, min(MAX_FRAMES, int(match.group(1))))
         text = text[: match.start()] + text[match.end() :]
     caption = image_caption.strip()
+    edited = _edit_chain(caption, _stages(text), frames) if caption else None
+    if edited is not None:
+        return edited
     keyframes: list[tuple[str, str]] = [(caption, "")] if caption else []
     for number, stage in enumerate(_stages(text)):
         transform = TRANSFORM.match(stage)

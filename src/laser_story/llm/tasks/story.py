@@ -208,6 +208,9 @@ def numbered(sentences: list[str]) -> str:
     return "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
 
 
+TUNED_INSTRUCTION = "Resolve the story's references. JSON only."
+
+
 def story_messages(sentences: list[str]) -> Messages:
     return few_shot(STORY_INSTRUCTIONS, STORY_EXAMPLE, numbered(sentences))
 
@@ -276,6 +279,7 @@ def plan_llm(request: Request, call: Call) -> StoryPlan:
         story_schema(len(sentences)),
         lambda obj: normalise_story(obj, sentences),
         "story",
+        TUNED_INSTRUCTION,
     )
 
 
