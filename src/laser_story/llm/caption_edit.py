@@ -71,8 +71,6 @@ def _target_position(words: list[str], current: tuple[str, str]) -> tuple[str, s
     for w in words:
         if w in DIRECTIONS:
             new_row, new_col = DIRECTIONS[w]
-            if w in ("centre", "center", "middle"):
-                row, col = "center", "center"
             row, col = new_row or row, new_col or col
             found = True
     return (row, col) if found else None
@@ -108,12 +106,10 @@ def edit_caption(caption: str, stage: str, last_noun: str = "") -> Edit | None:
         return None
     before = [w for w in words[:verb] if not w.endswith("ly")]  # "the circle slowly moves": adverbs are no noun
     noun = last_noun if not before or before[-1] in ("it", "he", "she", "they") else before[-1]
-    if not noun or not re.search(rf"\b{re.escape(noun)}s?\b", caption, re.I):
-        return None
-    words = words[verb:]
-    span = _object_span(caption, noun)
+    span = _object_span(caption, noun) if noun else None  # None when the caption does not name it
     if span is None:
         return None
+    words = words[verb:]
     start, end = span
     phrase = caption[start:end]
     pos = POSITION_PHRASE.search(phrase)

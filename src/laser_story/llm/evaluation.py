@@ -53,18 +53,22 @@ def _tokens(name: str) -> set[str]:
     return set(re.findall(r"[a-z]+", name.lower().replace("'s", ""))) - IGNORED
 
 
-def same_characters(predicted: tuple[str, ...] | list[str], gold: list[str]) -> bool:
-    """One-to-one match of predicted names to gold names, by loose name equality."""
-    if len(predicted) != len(gold):
-        return False
+def pair_names(predicted: tuple[str, ...] | list[str], gold: list[str]) -> tuple[int, int]:
+    """(gold names matched, predicted names left over) of a one-to-one greedy match by loose name equality."""
     remaining = [_tokens(p) for p in predicted]
+    matched = 0
     for name in gold:
         wanted = _tokens(name)
         match = next((i for i, p in enumerate(remaining) if p and wanted and (wanted <= p or p <= wanted)), None)
-        if match is None:
-            return False
-        remaining.pop(match)
-    return True
+        if match is not None:
+            matched += 1
+            remaining.pop(match)
+    return matched, len(remaining)
+
+
+def same_characters(predicted: tuple[str, ...] | list[str], gold: list[str]) -> bool:
+    """One-to-one match of predicted names to gold names, by loose name equality."""
+    return len(predicted) == len(gold) and pair_names(predicted, gold)[0] == len(gold)
 
 
 def score_story(plan: StoryPlan | None, story: dict[str, Any]) -> Score:
@@ -97,14 +101,7 @@ def presence_counts(plan: StoryPlan | None, story: dict[str, Any]) -> tuple[int,
     frames = plan.frames if plan is not None else ()
     for index, sentence in enumerate(story["sentences"]):
         frame = frames[index] if index < len(frames) and frames[index].sentence == sentence["text"] else None
-        remaining = [_tokens(name) for name in (frame.characters if frame else ())]
-        for name in sentence.get("present", []):
-            wanted = _tokens(name)
-            match = next((i for i, p in enumerate(remaining) if p and wanted and (wanted <= p or p <= wanted)), None)
-            if match is None:
-                fn += 1
-            else:
-                tp += 1
-                remaining.pop(match)
-        fp += len(remaining)
+        present = sentence.get("present", [])
+        matched, extra = pair_names(frame.characters if frame else (), present)
+        tp, fp, fn = tp + matched, fp + extra, fn + len(present) - matched
     return tp, fp, fn
