@@ -149,7 +149,7 @@ class Setup:
     scheduler: str
     frames: int
     denoise: float
-    frame_negative: str = "source"  # LASER's frames' negative: the source prompt, or "empty"
+    frame_negative: str = "source"  # LASER's frames' negative: the source prompt, "empty", or "fade" (source to empty)
     settings: object = None  # ControlSettings of the laser rows (None: the defaults)
 
 
@@ -180,7 +180,7 @@ def laser(s: Setup, latent, embeddings, codes, seed: int, settings=None):
     model = apply_injector(s.model, settings or s.settings or ControlSettings())
     negative = None if s.frame_negative == "source" else embed(s.clip, "")
     return run_morph(model, embeddings, embed(s.clip, ""), codes, latent, s.frames, s.steps, s.cfg, s.scheduler,
-                     seed, frame_negative=negative).latents  # fmt: skip
+                     seed, frame_negative=negative, fade_negative=s.frame_negative == "fade").latents  # fmt: skip
 
 
 def img2img(s: Setup, latent, embeddings, negative, seed: int):
@@ -298,8 +298,8 @@ def main() -> int:
     p.add_argument("--denoise", type=float, default=0.6, help="img2img's KSampler denoise")
     p.add_argument("--caption", default="gold", choices=("gold", "judge"), help="P0: the scene's caption, or the judge's reading of the image")
     p.add_argument("--seed", type=int, default=0, help="case k uses seed + k")
-    p.add_argument("--frame-negative", default="source", choices=("source", "empty"),
-                   help="the laser rows' frame negative: the source prompt (LASER) or the empty prompt")
+    p.add_argument("--frame-negative", default="source", choices=("source", "empty", "fade"),
+                   help="the laser rows' frame negative: the source prompt (LASER), the empty prompt, or fade (source to empty)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a ControlSettings field of the laser rows, e.g. conv_output_block=7 or qk_start_layer=4")
     p.add_argument("--save", default=None, help="folder for each animation's strip (PNG)")

@@ -134,14 +134,26 @@ echo "$ROOT/src" > "$SITE/laser_story.pth"
 
 # --- the local LLM -------------------------------------------------------------------------------
 if [ "${SKIP_LLM:-0}" != 1 ]; then
-  if ! done_step llama-cpp "$LLAMA_CPP_VERSION"; then
-    mkdir -p "$WHEELS"
-    if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+  # Built for this CPU (-march=native) but without AMX: ggml's AMX matrix kernels crash (SIGSEGV in
+  # ggml_backend_amx_mul_mat) on virtual machines whose CPU reports AMX without granting its tile state.
+  # --no-cache-dir: pip's wheel cache would hand back a build made with other flags.
+  LLAMA_FLAVOUR=native-no-amx
+  LLAMA_WHEELS=$WHEELS/llama-$LLAMA_FLAVOUR
+  LLAMA_CMAKE=""
+  if [ "$(uname -m)" = x86_64 ]; then
+    NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    LLAMA_CMAKE="-DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'"
+  fi
+  if ! done_step llama-cpp "$LLAMA_CPP_VERSION $LLAMA_FLAVOUR"; then
+    mkdir -p "$LLAMA_WHEELS"
+    if ! ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
       log "compiling llama-cpp-python $LLAMA_CPP_VERSION (about 5 minutes on 2 cores, once)"
-      CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) pipq wheel --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
+      CMAKE_ARGS="$LLAMA_CMAKE" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+        pipq wheel --no-cache-dir --no-deps -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
     fi
-    pipq install -c "$ROOT/.cache/constraints.txt" --find-links "$WHEELS" "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
-    mark_step llama-cpp "$LLAMA_CPP_VERSION"
+    pipq install --force-reinstall --no-deps "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
+    pipq install -c "$ROOT/.cache/constraints.txt" --find-links "$LLAMA_WHEELS" "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
+    mark_step llama-cpp "$LLAMA_CPP_VERSION $LLAMA_FLAVOUR"
   fi
   if [ ! -f "$COMFY/models/LLM/$GEMMA_FILE" ]; then
     log "assembling $GEMMA_FILE into $COMFY/models/LLM"

@@ -66,6 +66,23 @@ def test_last_frame_of_a_segment_is_exactly_the_next_keyframe(tiny_sd, encode, k
     assert len(result.frame_info) == 7
 
 
+def test_fading_negative_starts_at_the_source_and_ends_at_the_given_negative(tiny_sd, encode, keyframe):
+    """Frame 0 with the fading negative is LASER's own reconstruction; the last frame is the one sampled with
+    the given negative throughout; the frames between differ from both choices."""
+    model = apply_injector(tiny_sd[0], ControlSettings())
+    sigmas = schedule(model, "ddim_uniform", STEPS)
+    source, target, empty = encode("a red star"), encode("a blue star"), encode("")
+
+    def segment(**negative):
+        return run_segment(model, keyframe, source, target, "0", ControlSettings(), sigmas, 4, 5.0,
+                           FeatureBank(torch.float32), **negative).latents
+
+    laser, fade, plain = segment(), segment(frame_negative=empty, fade_negative=True), segment(frame_negative=empty)
+    torch.testing.assert_close(fade[:1], laser[:1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fade[-1:], plain[-1:], rtol=1e-4, atol=1e-4)
+    assert (fade[1:3] - laser[1:3]).abs().max() > 1e-4 and (fade[1:3] - plain[1:3]).abs().max() > 1e-4
+
+
 def expected_fires(code: str, steps: int, settings: ControlSettings) -> set[tuple]:
     control = SegmentControl(code, settings, steps)
     fires = set()

@@ -30,7 +30,7 @@ def story_request(seed: int = 0, max_tokens: int = 1024) -> PlanRequest:
 
 
 @pytest.mark.llm
-def test_local_server_killed_mid_call_fails_naming_the_backend_and_the_next_plan_works(gemma_path):  # noqa: F811
+def test_local_server_crashing_mid_call_fails_naming_the_backend_and_the_signal_and_the_next_plan_works(gemma_path):  # noqa: F811
     models = [str(llm_models_dir())]
     outcome: dict[str, object] = {}
 
@@ -49,11 +49,12 @@ def test_local_server_killed_mid_call_fails_naming_the_backend_and_the_next_plan
         (server,) = POOL.running()
         time.sleep(1.5)  # the long story's reply takes many seconds: the request is in flight
         assert worker.is_alive(), "the reply came back before the server could be killed"
-        os.kill(server.process.pid, signal.SIGKILL)
+        os.kill(server.process.pid, signal.SIGSEGV)  # what a native-library crash looks like
         worker.join(timeout=120)
         error = outcome.get("error")
         assert isinstance(error, LLMError), outcome
-        assert "llama_cpp backend" in str(error)
+        assert "llama_cpp backend" in str(error) and GEMMA_FILE in str(error)
+        assert "died while answering (signal SIGSEGV)" in str(error) and "GGML_NATIVE=OFF" in str(error)
         again = make_plan(PlanRequest("morph", "a cat turns into a tiger", sampling=Sampling(0.0, 1, 128)), local(),
                           models_dirs=models)
         assert again.plan.prompts

@@ -90,10 +90,14 @@ def generate_keyframe(model, positive: Embedding, negative: Embedding, shape: tu
 
 def run_segment(model, keyframe: Tensor, source: Embedding, target: Embedding, code: str, settings: ControlSettings,
                 sigmas: Tensor, frames: int, cfg: float, bank: FeatureBank,
-                invert_callback=None, sample_callback=None, frame_negative: Embedding | None = None) -> SegmentResult:
+                invert_callback=None, sample_callback=None, frame_negative: Embedding | None = None,
+                fade_negative: bool = False) -> SegmentResult:
     """One segment Pi -> Pi+1: invert the keyframe with capture, then sample all frames with injection.
 
-    The frames' negative is the source prompt (LASER's choice) unless ``frame_negative`` is given.
+    The frames' negative is the source prompt (LASER's choice) unless ``frame_negative`` is given. With
+    ``fade_negative`` it goes from the source prompt (alpha 0: positive and negative agree, so the first frame
+    is the inversion's own reconstruction) to ``frame_negative`` (alpha 1) with the prompts' interpolation, so
+    the late frames are not pushed away from everything the source shows, including what should stay.
 
     ``model`` must carry the LASER patches (see :func:`apply_injector`); the bank is emptied on exit,
     also when the run is interrupted.
@@ -110,8 +114,10 @@ def run_segment(model, keyframe: Tensor, source: Embedding, target: Embedding, c
         bank_bytes, bank_entries = bank.nbytes, len(bank)
         inject_model = model.clone()
         attach(inject_model, inject)
-        latents = sample_frames(inject_model, inverted, interpolate(source, target, alphas),
-                                _repeat(frame_negative or source, frames), sigmas, cfg, sample_callback)
+        negative = frame_negative or source
+        negatives = interpolate(source, negative, alphas) if fade_negative else _repeat(negative, frames)
+        latents = sample_frames(inject_model, inverted, interpolate(source, target, alphas), negatives, sigmas, cfg,
+                                sample_callback)
     finally:
         bank.clear()
     return SegmentResult(latents, alphas, code, inverted, bank_bytes, bank_entries, capture.fired + inject.fired)
@@ -129,7 +135,7 @@ def run_morph(model, embeddings: list[Embedding], negative: Embedding, codes: li
               frames: int, steps: int, cfg: float, scheduler: str = "ddim_uniform", seed: int = 0,
               latent_shape: tuple[int, int, int, int] = (1, 4, 64, 64), prompts: list[str] | None = None,
               progress: ProgressFn | None = None, bank_factory: Callable[[ControlSettings], FeatureBank] | None = None,
-              frame_negative: Embedding | None = None) -> MorphResult:
+              frame_negative: Embedding | None = None, fade_negative: bool = False) -> MorphResult:
     """The whole LASER animation. ``keyframe`` is a [1, 4, h, w] LATENT; when None, P0 is generated first.
 
     Segment k+1 starts from the exact latent of segment k's last frame, and its first frame (alpha 0, a
@@ -157,7 +163,8 @@ def run_morph(model, embeddings: list[Embedding], negative: Embedding, codes: li
     for k, code in enumerate(resolved):
         keyframes.append(keyframe)
         segment = run_segment(patched, keyframe, embeddings[k], embeddings[k + 1], code, settings, sigmas, frames, cfg,
-                              make_bank(settings), counter.callback(False), counter.callback(True), frame_negative)
+                              make_bank(settings), counter.callback(False), counter.callback(True), frame_negative,
+                              fade_negative)
         segments.append(segment)
         first = 0 if k == 0 else 1
         outputs.append(segment.latents[first:])

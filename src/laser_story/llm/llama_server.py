@@ -15,6 +15,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +91,21 @@ class RunningServer:
         return self.log_reader.read().decode("utf-8", errors="replace")
 
 
+def died_message(server: RunningServer) -> str:
+    """Why a request failed when its server process is gone: the exit status and the server's last words
+    (a bare "connection closed" would send the user to check a URL the pack chose itself)."""
+    code = server.process.returncode
+    status = f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"code {code}"
+    hint = ""
+    if code == -signal.SIGSEGV:
+        hint = (" A llama-cpp-python compiled with -march=native on a CPU that reports AMX crashes this way where the "
+                "machine does not grant AMX; rebuild it portable: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install "
+                "--no-cache-dir --force-reinstall llama-cpp-python (scripts/setup.sh does).")
+    return (f"llama_cpp backend at {server.base_url}: the llama.cpp server for {server.settings.model_path.name} "
+            f"died while answering ({status}).{hint} "
+            f"Its log ends with:\n{server.log_tail()}")
+
+
 def default_threads() -> int:
     """Half the cores, at most 8: ComfyUI and other work keep the rest, and llama.cpp slows down sharply
     when its threads compete for cores (measured on 2 shared cores: 5 tok/s with 2 threads, 71 with 1)."""
@@ -151,6 +167,10 @@ class LlamaServerPool:
             self._leases[key] = self._leases.get(key, 0) + 1
         try:
             yield server
+        except LLMError as exc:
+            if server.process.poll() is None:
+                raise
+            raise LLMError(died_message(server)) from exc
         finally:
             with self._lock:
                 self._leases[key] -= 1

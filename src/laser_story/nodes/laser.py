@@ -75,6 +75,9 @@ def _encode(clip, text: str) -> Embedding:
     return Embedding(tokens, pooled)
 
 
+FRAME_NEGATIVES = ["source", "fade"]
+
+
 class MorphInterpolator:
     DESCRIPTION = (
         "LASER text-conditioned image-to-animation. For each segment Pi -> Pi+1 the keyframe is DDIM-inverted once "
@@ -118,6 +121,10 @@ class MorphInterpolator:
                 "controls": ("STRING", {"default": "", "tooltip": "Without a plan: one code per segment, comma separated (empty = 1 for every segment). "
                                         + "; ".join(f"{k} = {v}" for k, v in control_codes.MEANINGS.items())}),
                 "negative": ("STRING", {"default": "", "tooltip": "Without a plan: negative prompt used when generating P0."}),
+                "frame_negative": (FRAME_NEGATIVES, {"default": "source", "tooltip": "The frames' negative. source: the "
+                                   "segment's source prompt on every frame (LASER). fade: from the source prompt on the "
+                                   "first frame to the plan's negative on the last, so later frames are not pushed away "
+                                   "from what should stay (on the built-in model: more kept and more of the target)."}),
             },
         }
 
@@ -133,7 +140,7 @@ class MorphInterpolator:
         return True
 
     def morph(self, model, clip, vae, frames_per_segment, steps, cfg, scheduler, seed, width, height,
-              plan=None, image=None, prompts="", controls="", negative=""):
+              plan=None, image=None, prompts="", controls="", negative="", frame_negative="source"):
         require_sd_unet(model)
         if plan is not None:
             morph_plan = parse_morph_plan(plan, what="plan")
@@ -152,7 +159,9 @@ class MorphInterpolator:
         negative_embedding = _encode(clip, morph_plan.negative)
         progress = latent_progress(model)
         result = run_morph(model, embeddings, negative_embedding, list(morph_plan.controls), keyframe, frames, steps, cfg,
-                           scheduler, seed, (1, 4, height // 8, width // 8), list(morph_plan.prompts), progress)
+                           scheduler, seed, (1, 4, height // 8, width // 8), list(morph_plan.prompts), progress,
+                           frame_negative=negative_embedding if frame_negative == "fade" else None,
+                           fade_negative=frame_negative == "fade")
         images = vae.decode(result.latents)
         info = "\n".join(notes + result.frame_info)
         return {"ui": {"text": [info]}, "result": (images, {"samples": result.latents}, info)}
