@@ -5,7 +5,7 @@ Prints, never asserts:
   (b) bank memory: total, per step and per frame (the bank is shared by every frame of a segment);
   (c) how both grow with N.
 
-    .venv/bin/python benchmarks/morph_cost.py                          # tiny SD1.5-topology model, CPU, 64x64
+    .venv/bin/python benchmarks/morph_cost.py                          # the built-in model's UNet shape, CPU, 128x128
     .venv/bin/python benchmarks/morph_cost.py --sd15 --device cuda --fp16 --size 512   # SD1.5-shaped UNet, random weights
 """
 
@@ -27,7 +27,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels (latent = size / 8)")
+    parser.add_argument("--size", type=int, default=128, help="image side in pixels (latent = size / 8; 128: the built-in model's)")
     parser.add_argument("--cfg", type=float, default=7.5)
     parser.add_argument("--codes", nargs="+", default=["0", "1", "2"])
     parser.add_argument("--repeats", type=int, default=3)
@@ -55,8 +55,9 @@ def main() -> None:
     from laser_story.attention.sampling import Embedding, invert, schedule
     from laser_story.attention.state import FeatureBank
     from laser_story.tinyworld.model import TinySpec, build_model
+    from laser_story.training.tiny_model import TRAINED_SPEC
 
-    spec = TinySpec(model_channels=320, context_dim=768) if opts.sd15 else TinySpec()
+    spec = TinySpec(model_channels=320, context_dim=768) if opts.sd15 else TRAINED_SPEC
     dtype = torch.float16 if opts.fp16 else torch.float32
     model = build_model(spec, seed=0, dtype=dtype)
     settings = ControlSettings()
