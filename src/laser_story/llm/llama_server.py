@@ -100,7 +100,8 @@ def died_message(server: RunningServer) -> str:
     if code == -signal.SIGSEGV:
         hint = (" A llama-cpp-python compiled with -march=native on a CPU that reports AMX crashes this way where the "
                 "machine does not grant AMX; rebuild it portable: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install "
-                "--no-cache-dir --force-reinstall llama-cpp-python (scripts/setup.sh does).")
+                "--no-cache-dir --force-reinstall llama-cpp-python, or keep -march=native without AMX as scripts/setup.sh "
+                "does (README, Installing into your ComfyUI).")
     return (f"llama_cpp backend at {server.base_url}: the llama.cpp server for {server.settings.model_path.name} "
             f"died while answering ({status}).{hint} "
             f"Its log ends with:\n{server.log_tail()}")

@@ -158,10 +158,10 @@ class MorphInterpolator:
         embeddings = [_encode(clip, p) for p in morph_plan.prompts]
         negative_embedding = _encode(clip, morph_plan.negative)
         progress = latent_progress(model)
+        fade = frame_negative == "fade"
         result = run_morph(model, embeddings, negative_embedding, list(morph_plan.controls), keyframe, frames, steps, cfg,
                            scheduler, seed, (1, 4, height // 8, width // 8), list(morph_plan.prompts), progress,
-                           frame_negative=negative_embedding if frame_negative == "fade" else None,
-                           fade_negative=frame_negative == "fade")
+                           frame_negative=negative_embedding if fade else None, fade_negative=fade)
         images = vae.decode(result.latents)
         info = "\n".join(notes + result.frame_info)
         return {"ui": {"text": [info]}, "result": (images, {"samples": result.latents}, info)}
