@@ -9,7 +9,7 @@ import pytest
 from laser_story.llm.tasks import PlanError, parse_plan
 from laser_story.llm.tasks.expand import ExpandPlan, parse_expand_plan
 from laser_story.llm.tasks.morph import MorphPlan, parse_morph_plan
-from laser_story.llm.tasks.story import StoryPlan, parse_story_plan
+from laser_story.llm.tasks.story import StoryPlan, align_frames, normalise_story, parse_story_plan
 
 MORPH = {"task": "morph", "prompts": ["a cat", "a tiger"], "controls": ["0"], "negative": "", "frames_per_segment": 8}
 EXPAND = {
@@ -99,3 +99,24 @@ def test_expand_plan_keeps_direction_order():
     data = {**EXPAND, "steps": [{"direction": d, "caption": d} for d in ("right", "up", "left")]}
     plan = parse_expand_plan(data)
     assert [s.direction for s in plan.steps] == ["right", "up", "left"]
+
+
+def test_a_story_reply_that_lost_count_of_the_frames_is_moved_back_onto_its_sentences():
+    sentences = ["Tom and Mia went to the park.", "Tom found a ball.", "He threw it to her.", "She laughed."]
+    frames = [  # frame 2 left empty, so "He", "it", "her" and "She" each land one sentence early
+        {"setting": "the park", "references": []},
+        {"setting": "the park", "references": [
+            {"mention": "He", "refers_to": ["Tom"]}, {"mention": "it", "refers_to": ["the ball"]},
+            {"mention": "her", "refers_to": ["Mia"]}]},
+        {"setting": "the park", "references": [{"mention": "She", "refers_to": ["Mia"]}]},
+        {"setting": "the park", "references": []},
+    ]  # fmt: skip
+    reply = {"characters": [{"name": "Tom", "description": "a boy"}, {"name": "Mia", "description": "a girl"},
+                            {"name": "the ball", "description": "a ball"}], "frames": frames}  # fmt: skip
+    plan, notes = normalise_story(reply, sentences)
+    assert [[(r.mention, r.refers_to) for r in f.references] for f in plan.frames] == [
+        [], [], [("He", ("Tom",)), ("it", ("the ball",)), ("her", ("Mia",))], [("She", ("Mia",))]]  # fmt: skip
+    assert notes == ["moved the frames onto the sentences their references name (the reply lost count)"]
+    assert all(f.setting == "the park" for f in plan.frames)
+    in_place = {**reply, "frames": [frames[0], frames[3], frames[1], frames[2]]}
+    assert align_frames(in_place["frames"], sentences) is None  # frames as sent already place every reference

@@ -97,6 +97,26 @@ def test_story_rules_resolve_pronouns_and_build_the_registry():
     assert plan.frames[0].setting == plan.frames[4].setting == "in the forest"
 
 
+def test_story_rules_resolve_dialogue_clauses_company_and_things():
+    plan = plan_story(
+        "Nora, a girl in a red coat, found a key by the gate. She put it in her pocket. Finn and a goat called "
+        'Button came to see. "I can open the shed with this," she told Finn. "Can you help me?" he asked her. '
+        "Finn and Button ran to her, and Nora hugged them. Finn waved, and the others waved back. Later, they "
+        "sat by the shed with a cup of tea."
+    )
+    refs = [[(r.mention, r.refers_to) for r in f.references] for f in plan.frames]
+    assert len(plan.frames) == 8  # the question and its speech verb are one sentence
+    assert refs[1] == [("She", ("Nora",)), ("it", ("the key",)), ("her", ("Nora",))]
+    assert refs[3] == [("I", ("Nora",)), ("she", ("Nora",))]  # the speaker, named after the quote
+    assert refs[4] == [("you", ("Nora",)), ("me", ("Finn",)), ("he", ("Finn",)), ("her", ("Nora",))]
+    assert refs[5][0] == ("her", ("Nora",))  # an object pronoun is not its own clause's subject ("Finn and Button")
+    assert refs[6] == [("the others", ("Nora", "Button"))]
+    assert plan.frames[4].text == '"Can Nora help Finn?" Finn asked Nora.'
+    names = {c.name: c.description for c in plan.characters}
+    assert names == {"Nora": "a girl in a red coat", "the key": "a key", "Finn": "a man", "Button": "a goat"}
+    # the coat she wears and the cup nobody refers back to are no characters of the plan
+
+
 def test_frame_text_rendering():
     refs = [("She", ("Mia",)), ("her", ("Mia",)), ("their", ("Tom", "Mia"))]
     assert (

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import pytest
 
+from laser_story.llm.evaluation import score_story
 from laser_story.llm.language import find_word
 from laser_story.llm.structured import schema_problem
 from laser_story.llm.tasks import expand, morph, story
@@ -50,6 +51,17 @@ def test_stories_pass_the_story_normaliser(stories):
                 while (span := find_word(sentence, mention, position)) is not None:
                     found, position = found + 1, span[1]
                 assert found == count, (ex["id"], sentence, mention)
+
+
+def test_generated_stories_score_as_labelled_stories(stories):
+    """``labelled_story`` puts a generated story in the held stories' format: its own gold plan scores 100 %."""
+    for ex in stories[:40]:
+        labelled = planner_data.labelled_story(ex)
+        plan, _ = story.normalise_story(ex["gold"], ex["sentences"])
+        score = score_story(plan, labelled)
+        assert score.total == sum(len(f["references"]) for f in ex["gold"]["frames"])
+        assert score.correct == score.total, ex["id"]
+        assert all(s["present"] for s in labelled["sentences"]), ex["id"]
 
 
 def test_stories_cover_the_references_to_learn(stories):

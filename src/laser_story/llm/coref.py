@@ -3,10 +3,13 @@
 The resolver reads the story left to right, keeps every mention of a character (names, noun phrases such
 as "an old fisherman", and pronouns it has already resolved), and resolves each new pronoun to the
 candidates that agree in gender and number, preferring (1) the nearest sentence, (2) an exact gender
-match over an unknown one, (3) the subject of that sentence, (4) the latest mention. "they" takes a group
-("Tom and Mia", "two wolves") or the people of the latest sentences. Vague references ("the boy", "the two
-friends") go to the latest character with that noun, or the latest people. It is deterministic and
-needs no model, so it is always available and is the baseline the LLM backends are scored against.
+match over an unknown one, (3) the subject of that sentence, (4) the latest mention; an object pronoun is never
+its own clause's subject ("Tom and Mia ran to her"). "they" takes a group ("Tom and Mia", "two wolves") or the
+people of the latest sentences; "the others" the rest of the company, "the two of them" the latest two. Vague
+references ("the boy", "the two friends") go to the latest character with that noun, or the latest people.
+Inside quotes, "I" is the speaker named outside them and "you" the one spoken to. Things ("a key") become
+characters only when something refers back to them. It is deterministic and needs no model, so it is always
+available and is the baseline the LLM backends are scored against.
 """
 
 from __future__ import annotations
@@ -15,19 +18,21 @@ import dataclasses
 import re
 from typing import Any
 
-from .language import NON_NOUNS, PRONOUNS, render_frame_text, split_sentences, words
+from .language import DIALOGUE_PRONOUNS, NON_NOUNS, PRONOUNS, find_word, render_frame_text, split_sentences, words
 from .lexicon import (
     AGE_TRAITS,
     CHARACTER_NOUNS,
     COLLECTIVE,
     COMMON_CAPITALISED,
     FEMALE_NAMES,
+    IRREGULAR_VERBS,
     LOCATIONS,
     MALE_NAMES,
     NUMBER_WORDS,
     PLURAL_NOUNS,
     SETTING_PREPOSITIONS,
     STOP_AFTER_NOUN,
+    THING_NOUNS,
     TIMES,
     TITLE_NOUNS,
     TITLES,
@@ -41,6 +46,13 @@ ARTICLES = {"a", "an", "the"}
 STATIC_PREPOSITION = {"into": "in", "onto": "on", "to": "at", "toward": "near", "towards": "near", "through": "in",
                       "across": "in", "from": "at", "within": "in", "inside": "in"}  # fmt: skip
 APPOSITIVE = re.compile(r"\s*,\s*((?:a|an)\s+[a-z]+(?:\s+[a-z]+){0,4})\s*,", re.IGNORECASE)
+QUOTE = re.compile(r'"[^"]*"|“[^”]*”')
+SUBORDINATORS = {"as", "when", "while", "because", "until", "before", "after", "so", "but", "then", "if", "though",
+                 "although", "since", "whenever", "once"}  # fmt: skip
+FEMALE_ENDINGS = ("elle", "ette", "ine", "lyn", "een")
+WORN = {"with", "wearing", "in", "holding", "carrying"}
+COMPANY_SENTENCES = 3  # how far back "the others" looks for the rest of the company
+MAX_REFERENCES = 6  # per frame, as the story plan's schema allows
 GENERIC_PEOPLE = {"man", "woman", "boy", "girl", "lady", "gentleman", "child", "kid", "baby"}
 YOUNG = {"boy", "girl", "child", "kid", "baby"}
 PERSON_GENDERS = {"m", "f", "u"}
@@ -56,6 +68,8 @@ class Entity:
     nouns: set[str] = dataclasses.field(default_factory=set)
     description: str = ""
     traits: set[str] = dataclasses.field(default_factory=set)
+    thing: bool = False  # "the key": in the plan only when something refers back to it
+    new_in: int = -1  # the sentence where a thing came in as "a stick" or "her scarf": no "it" of that sentence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +81,24 @@ class Mention:
 
 
 Token = tuple[str, int, int]
+
+
+def _guess_gender(name: str) -> str:
+    """The gender of a name the lexicon does not know, from its ending ("Wanda", "Hilda", "Janelle"): "u" unless
+    the ending says "f" (a wrong "u" costs little, a wrong gender loses every pronoun)."""
+    if name.endswith("a") and not name.endswith(("ua", "ca")) or name.endswith(FEMALE_ENDINGS):
+        return "f"
+    return "u"
+
+
+def _opens_quote(sentence: str, offset: int) -> bool:
+    """Whether the word at ``offset`` is the first of a quote (capitalised as a sentence start, not as a name)."""
+    before = sentence[:offset].rstrip()
+    return before.endswith("“") or before.endswith('"') and before.count('"') % 2 == 1
+
+
+def _inside(spans: list[tuple[int, int]], offset: int) -> bool:
+    return any(start <= offset < end for start, end in spans)
 
 
 def _gap(sentence: str, left: Token, right: Token) -> str:
@@ -92,8 +124,9 @@ class StoryResolver:
         self.entities: list[Entity] = []
         self.history: list[Mention] = []
         self.groups: dict[int, list[tuple[int, ...]]] = {}  # per sentence: "Tom and Mia", "Ana, Eva and Leo"
-        self.story_caps = {
-            w for s in self.sentences for i, (w, _, _) in enumerate(words(s)) if i and w[0].isupper()
+        self.story_caps = {  # capitalised words inside sentences (not after an opening quote): names
+            w for s in self.sentences for i, (w, start, _) in enumerate(words(s))
+            if i and w[0].isupper() and not _opens_quote(s, start)
         } - {w.capitalize() for w in COMMON_CAPITALISED}
 
     # --- entities ---------------------------------------------------------------------------------
@@ -141,6 +174,22 @@ class StoryResolver:
     def _first_mention(self, index: int) -> tuple[int, int]:
         return next(((m.sentence, m.offset) for m in self.history if index in m.entities), (0, 0))
 
+    def _company(self, sentence: int, exclude: set[int], count: int = 0) -> tuple[int, ...]:
+        """Who "the others" (everyone of the latest sentences but ``exclude``: people and named animals) or "the
+        two of them" (the latest ``count`` characters of any kind) are."""
+        chosen: list[int] = []
+        for mention in reversed(self.history):
+            if sentence - mention.sentence > COMPANY_SENTENCES or count and len(chosen) >= count:
+                break
+            for index in mention.entities:
+                entity = self.entities[index]
+                thing = entity.gender == "n" and entity.name.startswith("the ")
+                if not entity.plural and index not in exclude and index not in chosen and (count or not thing):
+                    chosen.append(index)
+        if count:
+            chosen = chosen[:count] if len(chosen) >= count else []
+        return tuple(sorted(chosen, key=self._first_mention))
+
     # --- pronouns -----------------------------------------------------------------------------------
     def _tier(self, entity: Entity, gender: str) -> int:
         """How well ``entity`` agrees with a singular pronoun: 2 exact, 1 unknown gender, 0 a named animal."""
@@ -154,22 +203,22 @@ class StoryResolver:
             return 0
         return -1
 
-    def _resolve_singular(self, gender: str, case: str, sentence: int) -> tuple[int, ...]:
+    def _resolve_singular(self, gender: str, case: str, sentence: int, clause_subject: set[int]) -> tuple[int, ...]:
         ranked = []
-        subjects = {e for m in self.history if m.sentence == sentence and m.subject for e in m.entities}
         for mention in self.history:
             if len(mention.entities) != 1:
                 continue
             index = mention.entities[0]
             tier = self._tier(self.entities[index], gender)
-            if tier < 0:
-                continue
+            if tier < 0 or self.entities[index].thing and self.entities[index].new_in == sentence:
+                continue  # "He threw a stick for it": not the stick
             distance = sentence - mention.sentence
-            if case == "obj" and index in subjects:
-                continue  # "Then he dries him": a plain object pronoun is not its own clause's subject
+            if case == "obj" and index in clause_subject:
+                continue  # "Then he dries him", "Tom and Mia ran to her": an object pronoun is not its clause's subject
             if case == "refl" and distance:
                 continue
-            ranked.append((min(distance, 3), -tier, not mention.subject, -mention.offset, index))
+            # a named animal of an earlier sentence is "he" or "she" only when no person fits within reach
+            ranked.append((tier == 0 and distance > 0, min(distance, 3), -tier, not mention.subject, -mention.offset, index))
         if not ranked:
             return ()
         index = min(ranked)[-1]
@@ -189,7 +238,7 @@ class StoryResolver:
             for mention in reversed([m for m in self.history if m.sentence == index]):
                 if len(mention.entities) == 1 and self.entities[mention.entities[0]].plural:
                     return mention.entities
-            people = {e for m in self.history if m.sentence == index for e in m.entities}
+            people = {e for m in self.history if m.sentence == index for e in m.entities if not self.entities[e].thing}
             if len(people) >= 2:
                 return tuple(sorted(people, key=self._first_mention))
         return self._recent_people(sentence)
@@ -203,6 +252,9 @@ class StoryResolver:
             if _gap(sentence, toks[j - 1], toks[j]).strip():
                 return None
             word = toks[j][0].lower()
+            base = word.removesuffix("'s").removesuffix("’s")
+            if base != word and (base in CHARACTER_NOUNS or base in PLURAL_NOUNS):
+                return j + 1, mods, base  # "the little girl's umbrella": the girl, then what she owns
             if word in CHARACTER_NOUNS or word in PLURAL_NOUNS:
                 following = toks[j + 1][0].lower() if j + 1 < len(toks) else ""
                 if (following in CHARACTER_NOUNS or following in PLURAL_NOUNS) and not _gap(
@@ -252,13 +304,14 @@ class StoryResolver:
             return i + 1 < len(toks) and toks[i + 1][0][0].isupper()
         if i and toks[i - 1][0].lower() in SETTING_PREPOSITIONS:
             return False  # "in Paris", "to Rome": a place
-        if i:
+        if i and not _opens_quote(sentence, toks[i][1]):
             return True
         following = toks[i + 1][0].lower() if i + 1 < len(toks) else ""
         if following in ARTICLES and _gap(sentence, toks[i], toks[i + 1]).strip() == ",":
             return True  # "Moss, a green square, ...": an appositive introduces a name
         return word in self.story_caps or (
-            not lowered.endswith("ly") and (following.endswith(("ed", "s")) or following == "and")
+            not lowered.endswith("ly")
+            and (following.endswith(("ed", "s")) or following == "and" or following in IRREGULAR_VERBS)
         )
 
     def _name_span(self, toks: list[Token], i: int, sentence: str) -> tuple[int, str, str]:
@@ -274,7 +327,7 @@ class StoryResolver:
         genders = [TITLES.get(t[0].lower(), "u") for t in toks[i:j]]
         base = toks[j][0].lower().removesuffix("'s").removesuffix("’s")
         genders.append("m" if base in MALE_NAMES else "f" if base in FEMALE_NAMES else "u")
-        gender = next((g for g in reversed(genders) if g != "u"), "u")
+        gender = next((g for g in reversed(genders) if g != "u"), _guess_gender(toks[i][0].lower()))
         text = sentence[toks[i][1] : toks[j][2]]
         return j + 1, re.sub(r"['’]s$", "", text), gender
 
@@ -310,6 +363,8 @@ class StoryResolver:
             frame_entities.append(present)
             setting = self._setting(sentence, setting)
             settings.append(setting)
+        referred = {i for refs in references for _, ids in refs for i in ids}
+        frame_entities = [[i for i in present if not self.entities[i].thing or i in referred] for present in frame_entities]
         first_setting = next((s for s in settings if s), "")
         characters: dict[str, dict[str, Any]] = {}  # one entry per name: "The cat" and "the cat" are one character
         for i, e in enumerate(self.entities):
@@ -336,6 +391,10 @@ class StoryResolver:
         last: tuple[int, tuple[int, ...]] | None = None  # token end index and entities of the latest mention
         present: list[int] = []
 
+        # the subject of the clause being read: the first mention (or group) after the start, a comma or a
+        # subordinator ("Mia fell, and she helped him up", "Ana laughed as the ducks waddled around her")
+        clause: dict[str, Any] = {"open": True, "subject": set(), "growing": False}
+
         def mention(entities: tuple[int, ...], start: int, end: int) -> None:
             nonlocal last, chain
             if not entities:
@@ -347,21 +406,48 @@ class StoryResolver:
                 r"\s*(,|and|, and)\s*", sentence[toks[last[0] - 1][2] : toks[start][1]]
             ):
                 chain.extend(entities)
+                if clause["growing"]:
+                    clause["subject"].update(entities)
             else:
                 chain = list(entities)
+                clause["growing"] = clause["open"]
+                if clause["open"]:
+                    clause["subject"] = set(entities)
+            clause["open"] = False
             if len(chain) >= 2:
                 self.groups.setdefault(s_index, []).append(tuple(dict.fromkeys(chain)))
             last = (end, entities)
 
+        quotes = [m.span() for m in QUOTE.finditer(sentence)]
+        dialogue: list[tuple[int, str]] = []  # "I", "you" inside quotes: resolved once the speaker is known
         i = 0
         while i < len(toks):
             word = toks[i][0]
             lowered = word.lower()
+            if lowered in SUBORDINATORS or i and re.search(r"[,;:]", _gap(sentence, toks[i - 1], toks[i])):
+                clause["open"], clause["growing"] = True, False
+            if lowered == "who" and last is not None and i and "," in _gap(sentence, toks[i - 1], toks[i]):
+                clause.update(subject=set(last[1]), open=False, growing=False)  # "Hilda, who was taller than her,"
+                i += 1
+                continue
+            if lowered in DIALOGUE_PRONOUNS and _inside(quotes, toks[i][1]):
+                dialogue.append((toks[i][1], word))
+                i += 1
+                continue
+            company = self._company_phrase(toks, i, s_index, present)
+            if company is not None:
+                end, entities = company
+                if entities:
+                    refs.append((sentence[toks[i][1] : toks[end - 1][2]], entities))
+                    mention(entities, i, end)
+                i = end
+                continue
             if lowered in PRONOUNS:
                 gender, case = PRONOUNS[lowered]
                 following = toks[i + 1][0].lower() if i + 1 < len(toks) else ""
                 if case == "obj|poss":
-                    case = "poss" if following and following not in NON_NOUNS else "obj"
+                    ends_clause = i + 1 < len(toks) and re.search(r"[,;:.!?\"“”]", _gap(sentence, toks[i], toks[i + 1]))
+                    case = "poss" if following and following not in NON_NOUNS and not ends_clause else "obj"
                 if (
                     lowered == "it"
                     and following in ("is", "was", "'s")
@@ -373,7 +459,7 @@ class StoryResolver:
                 if gender == "p":
                     resolved = self._resolve_plural(s_index)
                 else:
-                    resolved = self._resolve_singular(gender, case.split("|")[0], s_index)
+                    resolved = self._resolve_singular(gender, case.split("|")[0], s_index, clause["subject"])
                 if resolved:
                     refs.append((word, resolved))
                     mention(resolved, i, i + 1)
@@ -384,6 +470,8 @@ class StoryResolver:
             if lowered in ARTICLES or lowered in NUMBER_WORDS:
                 handled = self._determiner_phrase(toks, i, sentence, s_index, refs, last, mention)
                 if handled is not None:
+                    if toks[handled - 1][0].lower().endswith(("'s", "’s")):
+                        handled = self._owned(toks, handled - 1, sentence, s_index, mention)
                     i = handled
                     continue
             if word[0].isupper() and self._is_name(toks, i, sentence):
@@ -396,14 +484,59 @@ class StoryResolver:
                 i = end
                 appositive = APPOSITIVE.match(sentence, toks[end - 1][2])
                 if appositive:  # "Moss, a medium green square, ...": how Moss looks
-                    self.entities[index].description = self.entities[index].description or appositive.group(1)
+                    entity = self.entities[index]
+                    entity.description = entity.description or appositive.group(1)
+                    head = next((w for w in appositive.group(1).lower().split()[1:] if w in CHARACTER_NOUNS), None)
+                    if head is not None:  # "Pickles, an old grey horse": later "the horse", "it"
+                        entity.nouns.add(head)
+                        if entity.gender == "u":
+                            entity.gender = CHARACTER_NOUNS[head]
                     while i < len(toks) and toks[i][1] < appositive.end():
                         i += 1
                 if toks[end - 1][0].endswith(("'s", "’s")):
                     i = self._owned(toks, end - 1, sentence, s_index, mention)
                 continue
             i += 1
+        if dialogue:
+            refs = self._with_dialogue(sentence, s_index, quotes, refs, dialogue, present)
         return refs, present
+
+    def _company_phrase(self, toks: list[Token], i: int, s_index: int, present: list[int]) -> tuple[int, tuple[int, ...]] | None:
+        """(end, entities) when ``toks[i]`` starts "the others" or "the two of them"; None otherwise."""
+        following = [t[0].lower() for t in toks[i : i + 4]]
+        if following[:2] == ["the", "others"]:
+            return i + 2, self._company(s_index, set(present))
+        if len(following) == 4 and following[0] == "the" and following[2:] == ["of", "them"]:
+            count = NUMBER_WORDS.get(following[1], 0)
+            if 2 <= count <= 4:
+                return i + 4, self._company(s_index, set(), count)
+        return None
+
+    def _with_dialogue(self, sentence: str, s_index: int, quotes, refs, dialogue, present: list[int]):
+        """``refs`` with the first- and second-person words of the quotes resolved: "I" is the speaker (the first
+        character the words outside the quotes name), "you" the one spoken to (the next one named there, else the
+        latest other character), each inserted where it stands in the sentence."""
+        outside = [m for m in self.history if m.sentence == s_index and not _inside(quotes, m.offset)]
+        speaker = outside[0].entities if outside else ()
+
+        def listener(m: Mention) -> bool:
+            return not set(m.entities) & set(speaker) and not any(self.entities[e].thing for e in m.entities)
+
+        addressee = next((m.entities for m in outside[1:] if listener(m)), ())
+        if not addressee:
+            addressee = next((m.entities for m in reversed(self.history) if listener(m)
+                              and not (m.sentence == s_index and _inside(quotes, m.offset))), ())  # fmt: skip
+        placed, position = [], 0
+        for mention, entities in refs:
+            span = find_word(sentence, mention, position)
+            position = span[1] if span else position
+            placed.append((span[0] if span else position, mention, entities))
+        for offset, word in dialogue:
+            entities = speaker if DIALOGUE_PRONOUNS[word.lower()] == "first" else addressee
+            if entities and len(placed) < MAX_REFERENCES:
+                placed.append((offset, word, entities))
+                present.extend(e for e in entities if e not in present)
+        return [(mention, entities) for _, mention, entities in sorted(placed, key=lambda p: p[0])]
 
     def _owned(self, toks: list[Token], det: int, sentence: str, s_index: int, mention) -> int:
         """After "his"/"Tom's": "his dog" is a character of its own (new, or the dog already seen)."""
@@ -424,7 +557,8 @@ class StoryResolver:
             return end
         index = self._last_mentioned(lambda e: noun in e.nouns)
         if index is None:
-            index = self._add(Entity(f"the {noun}", CHARACTER_NOUNS[noun], nouns={noun}, description=description))
+            index = self._add(Entity(f"the {noun}", CHARACTER_NOUNS[noun], nouns={noun}, description=description,
+                                     thing=noun in THING_NOUNS, new_in=s_index))  # fmt: skip
         mention((index,), det + 1, end)
         return end
 
@@ -443,7 +577,7 @@ class StoryResolver:
             return None
         end, mods, noun = phrase
         det = toks[i][0].lower()
-        text = sentence[toks[i][1] : toks[end - 1][2]]
+        text = re.sub(r"['’]s$", "", sentence[toks[i][1] : toks[end - 1][2]])
         plural = noun in PLURAL_NOUNS
         gender = PLURAL_NOUNS.get(noun) or CHARACTER_NOUNS[noun]
         if det == "the" or (det in NUMBER_WORDS and noun in COLLECTIVE):
@@ -452,6 +586,8 @@ class StoryResolver:
                 refs.append((text, known))
                 mention(known, i, end)
                 return end
+        if noun in THING_NOUNS and last is not None and last[0] == i - 1 and toks[i - 1][0].lower() in WORN:
+            return end  # "a witch in a pointed hat": how she looks, not a thing of the story
         bare = " ".join([*(m for m in mods if m not in NUMBER_WORDS or det != "the"), noun])
         if plural:
             head = bare
@@ -488,7 +624,8 @@ class StoryResolver:
             mention((index,), i, name_end)
             return name_end
         name = "the " + " ".join([*(m for m in mods if m not in NUMBER_WORDS), noun])
-        index = self._add(Entity(name, gender, plural=plural, nouns={noun}, description=description, traits=traits))
+        index = self._add(Entity(name, gender, plural=plural, nouns={noun}, description=description, traits=traits,
+                                 thing=noun in THING_NOUNS, new_in=-1 if det == "the" else s_index))  # fmt: skip
         mention((index,), i, end)
         return end
 

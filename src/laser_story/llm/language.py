@@ -33,15 +33,24 @@ PRONOUNS: dict[str, tuple[str, str]] = {
     "themselves": ("p", "refl"),
 }
 
+# First- and second-person words inside a quote: the speaker and the one spoken to (resolved from the words
+# outside the quotes; kept apart from PRONOUNS, which are the narrator's third-person references).
+DIALOGUE_PRONOUNS = {"i": "first", "me": "first", "my": "first", "mine": "first", "myself": "first",
+                     "you": "second", "your": "second", "yours": "second", "yourself": "second"}  # fmt: skip
+DIALOGUE_POSSESSIVES = {"my", "mine", "your", "yours"}
+
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` in order; abbreviations such as "Mr." and "Dr." do not end a sentence."""
+    """Sentences of ``text`` in order; abbreviations such as "Mr." and "Dr." do not end a sentence, nor does a
+    quote followed by its speech verb."""
     text = " ".join(text.split())
     sentences, start = [], 0
     for match in SENTENCE_END.finditer(text):
         before = text[start : match.start()].split()
         if match.group().startswith(".") and before and before[-1].lower().strip("\"'(") in ABBREVIATIONS:
             continue
+        if match.group()[-1] in "\"”" and text[match.end() :].lstrip()[:1].islower():
+            continue  # '"Can you help me?" he asked.': the quote goes on into its sentence
         sentence = text[start : match.end()].strip()
         if sentence:
             sentences.append(sentence)
@@ -81,6 +90,8 @@ def render_reference(mention: str, names: Sequence[str], *, next_word: str = "")
     """How a resolved mention reads in a frame's text: "he" -> "Tom", "their" -> "Tom and Mia's"."""
     joined = join_names(names)
     pronoun = PRONOUNS.get(mention.lower())
+    if mention.lower() in DIALOGUE_POSSESSIVES:
+        return possessive(joined)
     if pronoun is None:
         return joined
     _, case = pronoun

@@ -57,11 +57,30 @@ CHARACTER_NOUNS = {
     **dict.fromkeys(
         "dog puppy cat kitten bird owl fox rabbit bunny bear wolf horse pony mouse dragon robot frog turtle lion "
         "tiger elephant monkey squirrel duck cow pig sheep goat fish whale dolphin parrot crow snake deer unicorn "
-        "hedgehog penguin butterfly bee spider dinosaur chicken hen rooster goose cub kite balloon boat car "
-        "ball snowman scarecrow doll puppet teddy toy".split(),
+        "hedgehog penguin butterfly bee spider dinosaur chicken hen rooster goose cub snowman scarecrow doll "
+        "puppet teddy hamster guinea lamb donkey camel zebra giraffe kangaroo koala panda raccoon otter beaver "
+        "badger seal crab octopus shark eagle hawk pigeon sparrow swan peacock ostrich lizard tortoise snail ant "
+        "ladybird ladybug goldfish calf foal piglet duckling chick bat moose leopard cheetah hippo gorilla "
+        "gecko ferret mole bull ox stallion mare".split(),
         "n",
     ),
+    **dict.fromkeys("postman mailman milkman nephew grandson cowboy".split(), "m"),
+    **dict.fromkeys("niece granddaughter cowgirl ballerina".split(), "f"),
+    **dict.fromkeys(
+        "cousin vet dentist writer poet magician juggler shepherd miner carpenter tailor blacksmith hairdresser "
+        "photographer lawyer judge coach referee zookeeper cashier porter janitor lifeguard mechanic".split(),
+        "u",
+    ),
 }
+# Things a story's "it" can mean: a character of the plan only when something refers back to it.
+THING_NOUNS = frozenset(
+    "kite balloon boat car ball toy hat cap umbrella key book cake pie guitar violin drum flute piano bicycle bike "
+    "letter box bag basket ring necklace lamp lantern candle map coin apple cup mug bottle rope sword shield crown "
+    "wand phone camera clock watch ticket picture painting photo flower shell stone rock stick sandwich cookie "
+    "present gift parcel package mirror blanket pillow scarf kettle bucket shovel ladder wagon sled sledge train "
+    "truck bus plane rocket robe cloak jar bowl plate spoon egg pumpkin carrot shoe boot glove sock".split()
+)
+CHARACTER_NOUNS.update(dict.fromkeys(THING_NOUNS, "n"))
 PLURAL_NOUNS = {
     "boys": "m", "men": "m", "brothers": "m", "kings": "m", "princes": "m",
     "girls": "f", "women": "f", "sisters": "f", "queens": "f", "princesses": "f",
@@ -111,6 +130,16 @@ STOP_AFTER_NOUN = frozenset(
     """is was were are be been who that which and but or then when while as because so to walked ran went
     sat stood came looked saw found said lived had has have did does could would will can should might
     must""".split()
+)
+# Verbs a sentence-initial name is followed by ("Isla woke up", "Keiko read a book") beside the regular "-ed"
+# and "-s": the irregular past tense and the auxiliaries.
+IRREGULAR_VERBS = frozenset(
+    """was were had could would will can did ate awoke became began bent bit blew bought brought built caught
+    chose came cut dealt dug did drew drank drove fed felt fought found flew forgot froze got gave went grew hung
+    heard hid held hurt kept knelt knew laid led leapt left lent let lay lit lost made meant met paid put quit
+    read rode rang rose ran said saw sought sold sent set shook shone shot showed shut sang sank sat slept slid
+    spoke spent spun spat split spread sprang stood stole stuck stung struck swore swept swam swung took taught
+    tore told thought threw understood woke wore won wound wrote""".split()
 )
 
 # Morph planning

@@ -1098,6 +1098,15 @@ def story_example(seed: int, index: int) -> dict[str, Any]:
     raise RuntimeError(f"no story for seed {seed}, index {index} after {ATTEMPTS} attempts")
 
 
+def labelled_story(example: dict[str, Any]) -> dict[str, Any]:
+    """A generated story in the labelled-story format ``llm.evaluation`` scores (``tests/data/heldout``), so a
+    planner can be measured on fresh stories of the generator it was trained on, beside the held ones."""
+    frames = example["gold"]["frames"]
+    return {"id": example["id"], "split": "generated",
+            "sentences": [{"text": text, "references": frame["references"], "present": present}
+                          for text, frame, present in zip(example["sentences"], frames, example["present"], strict=True)]}  # fmt: skip
+
+
 # --- morph ------------------------------------------------------------------------------------------
 # A subject family: (pronoun, starting looks as (look, noun), starting poses, changes); a change is
 # (kind, what the description says, new look or "" to keep it, new noun, new pose or None to keep it).

@@ -219,6 +219,54 @@ def _fallback_description(name: str) -> str:
     return f"a character named {name}"
 
 
+def _mentions_found(references: list[dict[str, Any]], sentence: str) -> int:
+    """How many of ``references`` name words of ``sentence`` (each occurrence used once)."""
+    found, searched = 0, {}
+    for ref in references:
+        mention = ref["mention"].strip()
+        span = find_word(sentence, mention, searched.get(mention.lower(), 0)) if mention else None
+        if span is not None:
+            found, searched[mention.lower()] = found + 1, span[1]
+    return found
+
+
+def align_frames(frames: list[dict[str, Any]], sentences: list[str]) -> list[dict[str, Any]] | None:
+    """The reply's frames moved onto the sentences whose words their references name, when the reply lost count
+    (a small model skips a frame, or splits one sentence over two, and every later frame lands one off): the
+    order-keeping assignment of frames to sentences (several frames may share one) that places the most
+    references, nearest their own index; None when the frames as sent already place the most."""
+    n, m = len(sentences), len(frames)
+    if not n or not m:
+        return None
+    found = [[_mentions_found(f["references"], s) for s in sentences] for f in frames]
+    as_sent = sum(found[k][k] for k in range(min(m, n)))
+    # best[k][j]: frames 0..k placed, frame k on sentence j (non-decreasing); a frame's score, less a little
+    # for every sentence it moves
+    best = [[found[0][j] - 1e-3 * j for j in range(n)]]
+    back: list[list[int]] = [[0] * n]
+    for k in range(1, m):
+        row, arg, running, where = [], [], float("-inf"), 0
+        for j in range(n):
+            if best[k - 1][j] > running:
+                running, where = best[k - 1][j], j
+            row.append(running + found[k][j] - 1e-3 * abs(j - k))
+            arg.append(where)
+        best.append(row)
+        back.append(arg)
+    j = max(range(n), key=lambda i: best[m - 1][i])
+    placement = [0] * m
+    for k in range(m - 1, -1, -1):
+        placement[k] = j
+        j = back[k][j]
+    if sum(found[k][placement[k]] for k in range(m)) <= as_sent:
+        return None
+    aligned: list[dict[str, Any]] = [{"setting": "", "references": []} for _ in sentences]
+    for frame, j in zip(frames, placement, strict=True):
+        aligned[j]["references"] = aligned[j]["references"] + list(frame["references"])
+        aligned[j]["setting"] = aligned[j]["setting"] or frame["setting"]
+    return aligned
+
+
 def normalise_story(obj: dict[str, Any], sentences: list[str]) -> tuple[StoryPlan, list[str]]:
     """Make a schema-valid story reply a valid ``StoryPlan`` over exactly ``sentences``."""
     notes: list[str] = []
@@ -231,7 +279,11 @@ def normalise_story(obj: dict[str, Any], sentences: list[str]) -> tuple[StoryPla
         description = " ".join(entry["description"].split()) or _fallback_description(name)
         registry[name.lower()] = Character(name, description)
     frames_in = list(obj["frames"])
-    if len(frames_in) != len(sentences):
+    aligned = align_frames(frames_in, sentences)
+    if aligned is not None:
+        notes.append("moved the frames onto the sentences their references name (the reply lost count)")
+        frames_in = aligned
+    elif len(frames_in) != len(sentences):
         notes.append(f"fitted {len(frames_in)} frames to {len(sentences)} sentences")
         frames_in = (frames_in + [{"setting": "", "references": []}] * len(sentences))[: len(sentences)]
     frames, setting = [], ""
