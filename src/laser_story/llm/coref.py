@@ -46,6 +46,7 @@ ARTICLES = {"a", "an", "the"}
 STATIC_PREPOSITION = {"into": "in", "onto": "on", "to": "at", "toward": "near", "towards": "near", "through": "in",
                       "across": "in", "from": "at", "within": "in", "inside": "in"}  # fmt: skip
 APPOSITIVE = re.compile(r"\s*,\s*((?:a|an)\s+[a-z]+(?:\s+[a-z]+){0,4})\s*,", re.IGNORECASE)
+POSSESSIVE_S = re.compile(r"['’]s$")
 QUOTE = re.compile(r'"[^"]*"|“[^”]*”')
 SUBORDINATORS = {"as", "when", "while", "because", "until", "before", "after", "so", "but", "then", "if", "though",
                  "although", "since", "whenever", "once"}  # fmt: skip
@@ -81,6 +82,11 @@ class Mention:
 
 
 Token = tuple[str, int, int]
+
+
+def _owner(text: str) -> str:
+    """``text`` without a possessive "'s": "Tom's" -> "Tom", "the little girl's" -> "the little girl"."""
+    return POSSESSIVE_S.sub("", text)
 
 
 def _guess_gender(name: str) -> str:
@@ -183,8 +189,8 @@ class StoryResolver:
                 break
             for index in mention.entities:
                 entity = self.entities[index]
-                thing = entity.gender == "n" and entity.name.startswith("the ")
-                if not entity.plural and index not in exclude and index not in chosen and (count or not thing):
+                unnamed_it = entity.gender == "n" and entity.name.startswith("the ")  # "the ball", "the horse"
+                if not entity.plural and index not in exclude and index not in chosen and (count or not unnamed_it):
                     chosen.append(index)
         if count:
             chosen = chosen[:count] if len(chosen) >= count else []
@@ -252,7 +258,7 @@ class StoryResolver:
             if _gap(sentence, toks[j - 1], toks[j]).strip():
                 return None
             word = toks[j][0].lower()
-            base = word.removesuffix("'s").removesuffix("’s")
+            base = _owner(word)
             if base != word and (base in CHARACTER_NOUNS or base in PLURAL_NOUNS):
                 return j + 1, mods, base  # "the little girl's umbrella": the girl, then what she owns
             if word in CHARACTER_NOUNS or word in PLURAL_NOUNS:
@@ -294,7 +300,7 @@ class StoryResolver:
         return sentence[taken[0][1] : taken[-1][2]]
 
     def _is_name(self, toks: list[Token], i: int, sentence: str) -> bool:
-        word = toks[i][0].removesuffix("'s").removesuffix("’s")
+        word = _owner(toks[i][0])
         lowered = word.lower()
         if not word[0].isupper() or lowered in COMMON_CAPITALISED and lowered not in TITLES:
             return False
@@ -325,11 +331,11 @@ class StoryResolver:
         ):
             j += 1
         genders = [TITLES.get(t[0].lower(), "u") for t in toks[i:j]]
-        base = toks[j][0].lower().removesuffix("'s").removesuffix("’s")
+        base = _owner(toks[j][0].lower())
         genders.append("m" if base in MALE_NAMES else "f" if base in FEMALE_NAMES else "u")
         gender = next((g for g in reversed(genders) if g != "u"), _guess_gender(toks[i][0].lower()))
         text = sentence[toks[i][1] : toks[j][2]]
-        return j + 1, re.sub(r"['’]s$", "", text), gender
+        return j + 1, _owner(text), gender
 
     def _setting(self, sentence: str, previous: str) -> str:
         place = ""
@@ -577,7 +583,7 @@ class StoryResolver:
             return None
         end, mods, noun = phrase
         det = toks[i][0].lower()
-        text = re.sub(r"['’]s$", "", sentence[toks[i][1] : toks[end - 1][2]])
+        text = _owner(sentence[toks[i][1] : toks[end - 1][2]])
         plural = noun in PLURAL_NOUNS
         gender = PLURAL_NOUNS.get(noun) or CHARACTER_NOUNS[noun]
         if det == "the" or (det in NUMBER_WORDS and noun in COLLECTIVE):

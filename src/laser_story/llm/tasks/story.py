@@ -9,6 +9,7 @@ rule-based planner (``coref``'s recency-and-agreement resolver). The reply schem
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 from ..coref import StoryResolver
@@ -219,15 +220,23 @@ def _fallback_description(name: str) -> str:
     return f"a character named {name}"
 
 
-def _mentions_found(references: list[dict[str, Any]], sentence: str) -> int:
-    """How many of ``references`` name words of ``sentence`` (each occurrence used once)."""
-    found, searched = 0, {}
+def _mention_spans(
+    references: list[dict[str, Any]], sentence: str
+) -> Iterator[tuple[dict[str, Any], str, tuple[int, int] | None]]:
+    """Each reference with its stripped mention and where it stands in ``sentence`` (None when it is not there);
+    a mention said twice takes its next occurrence each time."""
+    searched: dict[str, int] = {}
     for ref in references:
         mention = ref["mention"].strip()
-        span = find_word(sentence, mention, searched.get(mention.lower(), 0)) if mention else None
+        span = find_word(sentence, mention, searched.get(mention.lower(), 0))
         if span is not None:
-            found, searched[mention.lower()] = found + 1, span[1]
-    return found
+            searched[mention.lower()] = span[1]
+        yield ref, mention, span
+
+
+def _mentions_found(references: list[dict[str, Any]], sentence: str) -> int:
+    """How many of ``references`` name words of ``sentence`` (each occurrence used once)."""
+    return sum(bool(mention) and span is not None for _, mention, span in _mention_spans(references, sentence))
 
 
 def align_frames(frames: list[dict[str, Any]], sentences: list[str]) -> list[dict[str, Any]] | None:
@@ -262,7 +271,7 @@ def align_frames(frames: list[dict[str, Any]], sentences: list[str]) -> list[dic
         return None
     aligned: list[dict[str, Any]] = [{"setting": "", "references": []} for _ in sentences]
     for frame, j in zip(frames, placement, strict=True):
-        aligned[j]["references"] = aligned[j]["references"] + list(frame["references"])
+        aligned[j]["references"].extend(frame["references"])
         aligned[j]["setting"] = aligned[j]["setting"] or frame["setting"]
     return aligned
 
@@ -289,14 +298,10 @@ def normalise_story(obj: dict[str, Any], sentences: list[str]) -> tuple[StoryPla
     frames, setting = [], ""
     for sentence, entry in zip(sentences, frames_in, strict=True):
         placed: list[tuple[int, Reference]] = []
-        searched: dict[str, int] = {}
-        for ref in entry["references"]:
-            mention = ref["mention"].strip()
-            span = find_word(sentence, mention, searched.get(mention.lower(), 0))
+        for ref, mention, span in _mention_spans(entry["references"], sentence):
             if span is None:
                 notes.append(f"dropped {mention!r}, which is not in sentence {sentence!r}")
                 continue
-            searched[mention.lower()] = span[1]
             names = []
             for target in ref["refers_to"]:
                 target = " ".join(target.split())
