@@ -151,6 +151,7 @@ class Setup:
     denoise: float
     frame_negative: str = "source"  # LASER's frames' negative: the source prompt, "empty", or "fade" (source to empty)
     settings: object = None  # ControlSettings of the laser rows (None: the defaults)
+    even_spacing: bool = False  # the laser rows' frames at evenly spaced weights (two passes)
 
 
 def embed(clip, text: str):
@@ -180,7 +181,8 @@ def laser(s: Setup, latent, embeddings, codes, seed: int, settings=None):
     model = apply_injector(s.model, settings or s.settings or ControlSettings())
     negative = None if s.frame_negative == "source" else embed(s.clip, "")
     return run_morph(model, embeddings, embed(s.clip, ""), codes, latent, s.frames, s.steps, s.cfg, s.scheduler,
-                     seed, frame_negative=negative, fade_negative=s.frame_negative == "fade").latents  # fmt: skip
+                     seed, frame_negative=negative, fade_negative=s.frame_negative == "fade",
+                     even_spacing=s.even_spacing).latents  # fmt: skip
 
 
 def img2img(s: Setup, latent, embeddings, negative, seed: int):
@@ -300,6 +302,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="case k uses seed + k")
     p.add_argument("--frame-negative", default="source", choices=("source", "empty", "fade"),
                    help="the laser rows' frame negative: the source prompt (LASER), the empty prompt, or fade (source to empty)")
+    p.add_argument("--spacing", default="linear", choices=("linear", "even"),
+                   help="the laser rows' frame weights: linear, or even steps along the path (a second sampling pass)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a ControlSettings field of the laser rows, e.g. conv_output_block=7 or qk_start_layer=4")
     p.add_argument("--save", default=None, help="folder for each animation's strip (PNG)")
@@ -316,7 +320,7 @@ def main() -> int:
 
     fields = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     setup = Setup(model, clip, vae, args.steps, args.cfg, args.scheduler, args.frames, args.denoise, args.frame_negative,
-                  ControlSettings(**fields))  # fmt: skip
+                  ControlSettings(**fields), args.spacing == "even")  # fmt: skip
     if args.dev:
         cases = [make_case(i, kind, "animate-dev") for i, kind in enumerate(KINDS)]
     else:
@@ -354,7 +358,7 @@ def main() -> int:
               + " ".join(f"{m} t{rows[m][-1]['target']:.2f} k{rows[m][-1]['kept']:.2f}" for m in args.methods), flush=True)
     print(f"\n{len(cases)} cases, {args.frames} frames per segment, {args.steps} steps, cfg {args.cfg}, {args.scheduler}, "
           f"img2img denoise {args.denoise}, P0 caption: {args.caption}, laser frame negative: {args.frame_negative}, "
-          f"laser settings: {setup.settings}; plans with the expected codes and target: "
+          f"laser settings: {setup.settings}, spacing {args.spacing}; plans with the expected codes and target: "
           f"{plans_right}/{len(cases)}")  # fmt: skip
     table("all cases", rows, seconds, roundtrip)
     for group in sorted(by_kind):

@@ -6,6 +6,7 @@ Prints, never asserts:
   (c) how both grow with N.
 
     .venv/bin/python benchmarks/morph_cost.py                          # the built-in model's UNet shape, CPU, 128x128
+    .venv/bin/python benchmarks/morph_cost.py --spacing even --frames 8    # the Morph Interpolator's even frame spacing
     .venv/bin/python benchmarks/morph_cost.py --sd15 --device cuda --fp16 --size 512   # SD1.5-shaped UNet, random weights
 """
 
@@ -34,6 +35,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sd15", action="store_true", help="SD1.5-shaped UNet (320 channels, 768 context) with random weights")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--spacing", default="linear", choices=("linear", "even"),
+                        help="the morph's frame weights (even: a second sampling pass, the Morph Interpolator's frame_spacing)")
     return parser.parse_args()
 
 
@@ -69,7 +72,7 @@ def main() -> None:
     latent = torch.randn(1, 4, opts.size // 8, opts.size // 8, generator=gen)
     params = sum(p.numel() for p in model.model.diffusion_model.parameters()) / 1e6
     print(f"UNet {params:.1f} M params, {opts.size}x{opts.size}, {opts.steps} steps, cfg {opts.cfg}, "
-          f"{dtype}, device {opts.device}, torch threads {torch.get_num_threads()}")
+          f"{dtype}, device {opts.device}, frame spacing {opts.spacing}, torch threads {torch.get_num_threads()}")
 
     def baseline(frames: int) -> None:
         noise = invert(model, latent, source, sigmas)
@@ -81,7 +84,8 @@ def main() -> None:
 
     def morph(code: str, frames: int) -> None:
         result = run_segment(patched, latent, source, target, code, settings, sigmas, frames, opts.cfg,
-                             FeatureBank(torch.float16 if settings.store_fp16 else torch.float32))
+                             FeatureBank(torch.float16 if settings.store_fp16 else torch.float32),
+                             even_spacing=opts.spacing == "even")
         banks[(code, frames)] = (result.bank_bytes, result.bank_entries)
 
     baseline(opts.frames[0])  # warm-up: model load, kernels, allocator

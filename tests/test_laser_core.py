@@ -83,6 +83,28 @@ def test_fading_negative_starts_at_the_source_and_ends_at_the_given_negative(tin
     assert (fade[1:3] - laser[1:3]).abs().max() > 1e-4 and (fade[1:3] - plain[1:3]).abs().max() > 1e-4
 
 
+def test_even_spacing_keeps_both_ends_and_steps_no_less_evenly(tiny_sd, encode, keyframe):
+    """The evenly spaced frames share the linear run's first and last frame, their weights rise, and the sum of
+    squared steps (what the choice minimises, over frames of both passes) is no larger than the linear run's."""
+    model = apply_injector(tiny_sd[0], ControlSettings())
+    sigmas = schedule(model, "ddim_uniform", STEPS)
+    source, target = encode("a red star"), encode("a blue circle")
+
+    def segment(even: bool):
+        return run_segment(model, keyframe, source, target, "1", ControlSettings(), sigmas, 5, 5.0,
+                           FeatureBank(torch.float32), even_spacing=even)
+
+    linear, even = segment(False), segment(True)
+    torch.testing.assert_close(even.latents[[0, -1]], linear.latents[[0, -1]], rtol=1e-4, atol=1e-4)
+    assert even.alphas[0] == 0.0 and even.alphas[-1] == 1.0 and even.alphas == sorted(even.alphas)
+    assert even.latents.shape == linear.latents.shape
+
+    def squares(latents):
+        return float((latents[1:] - latents[:-1]).flatten(1).norm(dim=1).pow(2).sum())
+
+    assert squares(even.latents) <= squares(linear.latents) + 1e-6
+
+
 def expected_fires(code: str, steps: int, settings: ControlSettings) -> set[tuple]:
     control = SegmentControl(code, settings, steps)
     fires = set()

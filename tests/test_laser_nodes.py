@@ -63,6 +63,15 @@ def test_injector_settings_flow_into_the_morph(comfy_host):
     assert "alpha 0.800" in comfy_host.captured["info"], "control 2 caps the interpolation at 0.8"
 
 
+def test_even_frame_spacing_keeps_both_ends_and_reports_each_frames_weight(comfy_host):
+    graph = morph_graph("a red star\na blue circle", "1", frames=4)
+    graph["2"]["inputs"].update(frame_spacing="even", seed=1)
+    comfy_host.run(graph)
+    assert tuple(comfy_host.captured["frames"].shape) == (4, 64, 64, 3)
+    alphas = [float(line.split(" alpha ")[1].split(":")[0]) for line in comfy_host.captured["info"].splitlines()]
+    assert alphas[0] == 0.0 and alphas[-1] == 1.0 and alphas == sorted(alphas) and len(set(alphas)) == 4
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"frames_per_segment": 1}, "frames_per_segment: a segment needs at least 2 frames"),
     ({"prompts": "a red star\na blue star\na green star", "controls": "1"}, "field 'controls' has 1 codes but the 3 prompts make 2 segments"),

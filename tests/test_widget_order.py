@@ -21,7 +21,7 @@ PINNED = {
                              "plan_override"),
     "LaserStoryMorphInterpolator": ("frames_per_segment", "steps", "cfg", "scheduler", "seed",
                                     "seed:control_after_generate", "width", "height", "prompts", "controls", "negative",
-                                    "frame_negative"),
+                                    "frame_negative", "frame_spacing"),
     "LaserStorySaveAnimatedGIF": ("filename_prefix", "fps", "loop", "pingpong"),
     "LaserStoryTinyExpansionModel": ("weights",),
     "LaserStoryTinyModel": ("weights",),

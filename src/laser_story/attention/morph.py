@@ -60,6 +60,49 @@ def _repeat(embedding: Embedding, n: int) -> Embedding:
     return Embedding(embedding.tokens.expand(n, -1, -1), pooled)
 
 
+def even_alphas(alphas: list[float], latents: Tensor) -> list[float]:
+    """Weights at equal steps along the path the frames trace, read off the path's length at each sampled weight
+    (linear between samples): where a small change of weight moves the image a lot, new weights crowd in."""
+    steps = (latents[1:] - latents[:-1]).flatten(1).norm(dim=1).tolist()
+    length = [0.0]
+    for step in steps:
+        length.append(length[-1] + step)
+    if length[-1] <= 0.0:
+        return list(alphas)
+    out = []
+    for j in range(len(alphas)):
+        goal = length[-1] * j / (len(alphas) - 1)
+        i = next((i for i in range(len(steps)) if length[i + 1] >= goal), len(steps) - 1)
+        share = 0.0 if steps[i] <= 0.0 else (goal - length[i]) / steps[i]
+        out.append(alphas[i] + (alphas[i + 1] - alphas[i]) * min(max(share, 0.0), 1.0))
+    return out
+
+
+def evenest_subset(latents: Tensor, count: int) -> list[int]:
+    """Indices of ``count`` of the (weight-ordered) frames, the first and last included, whose consecutive steps
+    have the least sum of squares: for a fixed path that is the most even spacing (dynamic programming)."""
+    n = latents.shape[0]
+    if count >= n:
+        return list(range(n))
+    flat = latents.flatten(1)
+    cost = torch.cdist(flat, flat).pow(2).tolist()
+    inf = float("inf")
+    best = [[inf] * n for _ in range(count)]  # best[k][i]: least cost of k steps from frame 0 ending at frame i
+    back = [[-1] * n for _ in range(count)]
+    best[0][0] = 0.0
+    for k in range(1, count):
+        for i in range(1, n):
+            for j in range(i):
+                value = best[k - 1][j] + cost[j][i]
+                if value < best[k][i]:
+                    best[k][i], back[k][i] = value, j
+    path, i = [n - 1], n - 1
+    for k in range(count - 1, 0, -1):
+        i = back[k][i]
+        path.append(i)
+    return path[::-1]
+
+
 def sample_frames(model, noise_latent: Tensor, positive: Embedding, negative: Embedding, sigmas: Tensor, cfg: float, callback=None) -> Tensor:
     """Sample a batch of frames that all start from the same inverted latent, deterministically (DDIM)."""
     import comfy.sample
@@ -91,8 +134,13 @@ def generate_keyframe(model, positive: Embedding, negative: Embedding, shape: tu
 def run_segment(model, keyframe: Tensor, source: Embedding, target: Embedding, code: str, settings: ControlSettings,
                 sigmas: Tensor, frames: int, cfg: float, bank: FeatureBank,
                 invert_callback=None, sample_callback=None, frame_negative: Embedding | None = None,
-                fade_negative: bool = False) -> SegmentResult:
+                fade_negative: bool = False, even_spacing: bool = False) -> SegmentResult:
     """One segment Pi -> Pi+1: invert the keyframe with capture, then sample all frames with injection.
+
+    With ``even_spacing`` the frames are sampled twice: at linear weights, then at weights spaced evenly along
+    the path those frames traced (:func:`even_alphas`); of both passes, the frames with the most even steps are
+    kept (:func:`evenest_subset`). A text embedding's weight does not move the image at a constant rate (a
+    shape often holds, then flips), so linear weights give a still start and one large jump.
 
     The frames' negative is the source prompt (LASER's choice) unless ``frame_negative`` is given. With
     ``fade_negative`` it goes from the source prompt (alpha 0: positive and negative agree, so the first frame
@@ -115,9 +163,19 @@ def run_segment(model, keyframe: Tensor, source: Embedding, target: Embedding, c
         inject_model = model.clone()
         attach(inject_model, inject)
         negative = frame_negative or source
-        negatives = interpolate(source, negative, alphas) if fade_negative else _repeat(negative, frames)
-        latents = sample_frames(inject_model, inverted, interpolate(source, target, alphas), negatives, sigmas, cfg,
-                                sample_callback)
+
+        def sample(weights: list[float]) -> Tensor:
+            negatives = interpolate(source, negative, weights) if fade_negative else _repeat(negative, len(weights))
+            return sample_frames(inject_model, inverted, interpolate(source, target, weights), negatives, sigmas, cfg,
+                                 sample_callback)
+
+        latents = sample(alphas)
+        if even_spacing and frames > 2:
+            extra = even_alphas(alphas, latents)[1:-1]
+            pool = sorted(zip(alphas + extra, [*latents, *sample(extra)], strict=True), key=lambda pair: pair[0])
+            keep = evenest_subset(torch.stack([latent for _, latent in pool]), frames)
+            alphas = [pool[i][0] for i in keep]
+            latents = torch.stack([pool[i][1] for i in keep])
     finally:
         bank.clear()
     return SegmentResult(latents, alphas, code, inverted, bank_bytes, bank_entries, capture.fired + inject.fired)
@@ -135,7 +193,8 @@ def run_morph(model, embeddings: list[Embedding], negative: Embedding, codes: li
               frames: int, steps: int, cfg: float, scheduler: str = "ddim_uniform", seed: int = 0,
               latent_shape: tuple[int, int, int, int] = (1, 4, 64, 64), prompts: list[str] | None = None,
               progress: ProgressFn | None = None, bank_factory: Callable[[ControlSettings], FeatureBank] | None = None,
-              frame_negative: Embedding | None = None, fade_negative: bool = False) -> MorphResult:
+              frame_negative: Embedding | None = None, fade_negative: bool = False,
+              even_spacing: bool = False) -> MorphResult:
     """The whole LASER animation. ``keyframe`` is a [1, 4, h, w] LATENT; when None, P0 is generated first.
 
     Segment k+1 starts from the exact latent of segment k's last frame, and its first frame (alpha 0, a
@@ -153,7 +212,7 @@ def run_morph(model, embeddings: list[Embedding], negative: Embedding, codes: li
     patched = model if state is not None else apply_injector(model, settings)
     sigmas = schedule(patched, scheduler, steps)
     make_bank = bank_factory or (lambda s: FeatureBank(torch.float16 if s.store_fp16 else torch.float32))
-    total = len(resolved) * 2 * steps + (steps if keyframe is None else 0)
+    total = len(resolved) * (3 if even_spacing and frames > 2 else 2) * steps + (steps if keyframe is None else 0)
     counter = StepCounter(progress, total)
     if keyframe is None:
         # P0 is sampled from seeded noise; the negative of the plan applies here only.
@@ -164,7 +223,7 @@ def run_morph(model, embeddings: list[Embedding], negative: Embedding, codes: li
         keyframes.append(keyframe)
         segment = run_segment(patched, keyframe, embeddings[k], embeddings[k + 1], code, settings, sigmas, frames, cfg,
                               make_bank(settings), counter.callback(False), counter.callback(True), frame_negative,
-                              fade_negative)
+                              fade_negative, even_spacing)
         segments.append(segment)
         first = 0 if k == 0 else 1
         outputs.append(segment.latents[first:])

@@ -72,6 +72,11 @@ class Entity:
     thing: bool = False  # "the key": in the plan only when something refers back to it
     new_in: int = -1  # the sentence where a thing came in as "a stick" or "her scarf": no "it" of that sentence
 
+    @property
+    def named_animal(self) -> bool:
+        """An "it" with a name ("Rex"), not a noun phrase ("the ball", "the horse"): may also be "he" or "she"."""
+        return self.gender == "n" and not self.name.startswith("the ")
+
 
 @dataclasses.dataclass(frozen=True)
 class Mention:
@@ -189,7 +194,7 @@ class StoryResolver:
                 break
             for index in mention.entities:
                 entity = self.entities[index]
-                unnamed_it = entity.gender == "n" and entity.name.startswith("the ")  # "the ball", "the horse"
+                unnamed_it = entity.gender == "n" and not entity.named_animal  # "the ball", "the horse"
                 if not entity.plural and index not in exclude and index not in chosen and (count or not unnamed_it):
                     chosen.append(index)
         if count:
@@ -205,7 +210,7 @@ class StoryResolver:
             return 2
         if gender in ("m", "f") and entity.gender == "u":
             return 1
-        if gender in ("m", "f") and entity.gender == "n" and not entity.name.startswith("the "):
+        if gender in ("m", "f") and entity.named_animal:
             return 0
         return -1
 

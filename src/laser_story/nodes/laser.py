@@ -76,6 +76,7 @@ def _encode(clip, text: str) -> Embedding:
 
 
 FRAME_NEGATIVES = ["source", "fade"]
+FRAME_SPACINGS = ["linear", "even"]
 
 
 class MorphInterpolator:
@@ -125,6 +126,11 @@ class MorphInterpolator:
                                    "segment's source prompt on every frame (LASER). fade: from the source prompt on the "
                                    "first frame to the plan's negative on the last, so later frames are not pushed away "
                                    "from what should stay (on the built-in model: more kept and more of the target)."}),
+                "frame_spacing": (FRAME_SPACINGS, {"default": "linear", "tooltip": "The frames' interpolation weights. "
+                                  "linear: evenly spaced weights (LASER). even: the frames are sampled a second time at "
+                                  "weights spaced evenly along the path the first ones traced, and the evenest-stepping "
+                                  "of both kept, so a change that holds and then flips gets frames near the flip "
+                                  "(about 1.4x the time)."}),
             },
         }
 
@@ -140,7 +146,7 @@ class MorphInterpolator:
         return True
 
     def morph(self, model, clip, vae, frames_per_segment, steps, cfg, scheduler, seed, width, height,
-              plan=None, image=None, prompts="", controls="", negative="", frame_negative="source"):
+              plan=None, image=None, prompts="", controls="", negative="", frame_negative="source", frame_spacing="linear"):
         require_sd_unet(model)
         if plan is not None:
             morph_plan = parse_morph_plan(plan, what="plan")
@@ -161,7 +167,8 @@ class MorphInterpolator:
         fade = frame_negative == "fade"
         result = run_morph(model, embeddings, negative_embedding, list(morph_plan.controls), keyframe, frames, steps, cfg,
                            scheduler, seed, (1, 4, height // 8, width // 8), list(morph_plan.prompts), progress,
-                           frame_negative=negative_embedding if fade else None, fade_negative=fade)
+                           frame_negative=negative_embedding if fade else None, fade_negative=fade,
+                           even_spacing=frame_spacing == "even")
         images = vae.decode(result.latents)
         info = "\n".join(notes + result.frame_info)
         return {"ui": {"text": [info]}, "result": (images, {"samples": result.latents}, info)}
