@@ -117,6 +117,38 @@ def test_story_rules_resolve_dialogue_clauses_company_and_things():
     # the coat she wears and the cup nobody refers back to are no characters of the plan
 
 
+
+@pytest.mark.parametrize(
+    ("text", "expected", "characters"),
+    [
+        # an "it" after its clause's subject is an object: not the crow that picks it up
+        ("Hana lost a glove in the park. A crow picked it up.", [[], [("it", ("the glove",))]],
+         ["Hana", "the glove", "the crow"]),
+        # a relation with its name is that character; from the other side, "her cousin" is the first one
+        ("Ravi and his cousin Meena built a kite. They flew it. He laughed while her cousin ran.",
+         [[("his", ("Ravi",))], [("They", ("Ravi", "Meena")), ("it", ("the kite",))], [("He", ("Ravi",)), ("her", ("Meena",))]],
+         ["Ravi", "Meena", "the kite"]),
+        # the appositive's noun says more than the name lexicon ("Sam" is usually a boy's name)
+        ("Sam, a tall woman, found a lantern. She cleaned it.", [[], [("She", ("Sam",)), ("it", ("the lantern",))]],
+         ["Sam", "the lantern"]),
+        # a bare plural of things is what "them" means when its own clause's subject cannot be
+        ("Mrs Olsen planted roses. Two goats ate them.", [[], [("them", ("the roses",))]],
+         ["Mrs Olsen", "the roses", "the goats"]),
+        # what a possessive owns is its clause's subject: the dog chases the ball, not itself
+        ("Ella threw a ball. Her dog Biscuit chased it.", [[], [("Her", ("Ella",)), ("it", ("the ball",))]],
+         ["Ella", "the ball", "Biscuit"]),
+        # a thing owned in the sentence ("her scarf") is not its "it"; one just found is, after a verb
+        ("Nina found a kitten. She wrapped it in her scarf and carried it home. Tom found a stick and threw it.",
+         [[], [("She", ("Nina",)), ("it", ("the kitten",)), ("her", ("Nina",)), ("it", ("the kitten",))],
+          [("it", ("the stick",))]],
+         ["Nina", "the kitten", "Tom", "the stick"]),
+    ],
+)  # fmt: skip
+def test_story_rules_objects_relations_and_bare_plurals(text, expected, characters):
+    plan = plan_story(text)
+    assert [[(r.mention, r.refers_to) for r in f.references] for f in plan.frames] == expected
+    assert [c.name for c in plan.characters] == characters
+
 def test_frame_text_rendering():
     refs = [("She", ("Mia",)), ("her", ("Mia",)), ("their", ("Tom", "Mia"))]
     assert (

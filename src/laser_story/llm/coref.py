@@ -8,7 +8,8 @@ its own clause's subject ("Tom and Mia ran to her"). "they" takes a group ("Tom 
 people of the latest sentences; "the others" the rest of the company, "the two of them" the latest two. Vague
 references ("the boy", "the two friends") go to the latest character with that noun, or the latest people.
 Inside quotes, "I" is the speaker named outside them and "you" the one spoken to. Things ("a key") become
-characters only when something refers back to them. It is deterministic and needs no model, so it is always
+characters only when something refers back to them; an "it" or "them" after its clause's subject skips that
+subject ("a crow picked it up"), and "her husband Karl" is Karl. It is deterministic and needs no model, so it is always
 available and is the baseline the LLM backends are scored against.
 """
 
@@ -30,6 +31,7 @@ from .lexicon import (
     MALE_NAMES,
     NUMBER_WORDS,
     PLURAL_NOUNS,
+    PLURAL_THINGS,
     SETTING_PREPOSITIONS,
     STOP_AFTER_NOUN,
     THING_NOUNS,
@@ -54,6 +56,9 @@ FEMALE_ENDINGS = ("elle", "ette", "ine", "lyn", "een")
 WORN = {"with", "wearing", "in", "holding", "carrying"}
 COMPANY_SENTENCES = 3  # how far back "the others" looks for the rest of the company
 MAX_REFERENCES = 6  # per frame, as the story plan's schema allows
+SYMMETRIC_RELATIONS = {"cousin", "friend", "twin", "neighbour", "neighbor", "partner", "classmate", "sibling"}
+PREPOSITIONS = {"for", "at", "to", "with", "after", "toward", "towards", "on", "over", "under", "behind", "near", "into",
+                "onto", "around", "beside", "about", "from", "of", "by"}  # fmt: skip
 GENERIC_PEOPLE = {"man", "woman", "boy", "girl", "lady", "gentleman", "child", "kid", "baby"}
 YOUNG = {"boy", "girl", "child", "kid", "baby"}
 PERSON_GENDERS = {"m", "f", "u"}
@@ -70,7 +75,9 @@ class Entity:
     description: str = ""
     traits: set[str] = dataclasses.field(default_factory=set)
     thing: bool = False  # "the key": in the plan only when something refers back to it
-    new_in: int = -1  # the sentence where a thing came in as "a stick" or "her scarf": no "it" of that sentence
+    new_in: int = -1  # the sentence where a thing came in as "a stick": no "for it" of that sentence means it
+    owned: bool = False  # came in as "her scarf", not as "a scarf"
+    relatives: dict[str, int] = dataclasses.field(default_factory=dict)  # "his cousin Meena": {"cousin": Ravi}
 
     @property
     def named_animal(self) -> bool:
@@ -214,15 +221,19 @@ class StoryResolver:
             return 0
         return -1
 
-    def _resolve_singular(self, gender: str, case: str, sentence: int, clause_subject: set[int]) -> tuple[int, ...]:
+    def _resolve_singular(
+        self, gender: str, case: str, sentence: int, clause_subject: set[int], after_preposition: bool = False
+    ) -> tuple[int, ...]:
         ranked = []
         for mention in self.history:
             if len(mention.entities) != 1:
                 continue
             index = mention.entities[0]
             tier = self._tier(self.entities[index], gender)
-            if tier < 0 or self.entities[index].thing and self.entities[index].new_in == sentence:
-                continue  # "He threw a stick for it": not the stick
+            entity = self.entities[index]
+            new_thing = entity.thing and entity.new_in == sentence
+            if tier < 0 or new_thing and (after_preposition or entity.owned):
+                continue  # "He threw a stick for it": not the stick (but "he found a stick and threw it")
             distance = sentence - mention.sentence
             if case == "obj" and index in clause_subject:
                 continue  # "Then he dries him", "Tom and Mia ran to her": an object pronoun is not its clause's subject
@@ -238,21 +249,25 @@ class StoryResolver:
             entity.gender = gender  # learnt: the teacher is a "she", the owl Hoot a "he" (so no longer an "it")
         return (index,)
 
-    def _resolve_plural(self, sentence: int) -> tuple[int, ...]:
+    def _resolve_plural(self, sentence: int, exclude: set[int] = frozenset()) -> tuple[int, ...]:
+        """A group for "they"/"them": the latest group of the nearest sentence, else its group character ("two
+        wolves", the sentence's subject first), else its people; never one with a member in ``exclude`` (an
+        object's own clause subject: "Priya and her father watched them")."""
         for back in range(0, 4):
             index = sentence - back
             if index < 0:
                 break
             for group in reversed(self.groups.get(index, [])):
-                if len(group) >= 2:
+                if len(group) >= 2 and not set(group) & exclude:
                     return group
-            for mention in reversed([m for m in self.history if m.sentence == index]):
-                if len(mention.entities) == 1 and self.entities[mention.entities[0]].plural:
+            mentions = [m for m in self.history if m.sentence == index]
+            for mention in sorted(reversed(mentions), key=lambda m: not m.subject):
+                if len(mention.entities) == 1 and self.entities[mention.entities[0]].plural and mention.entities[0] not in exclude:
                     return mention.entities
-            people = {e for m in self.history if m.sentence == index for e in m.entities if not self.entities[e].thing}
+            people = {e for m in mentions for e in m.entities if not self.entities[e].thing} - exclude
             if len(people) >= 2:
                 return tuple(sorted(people, key=self._first_mention))
-        return self._recent_people(sentence)
+        return () if exclude and set(self._recent_people(sentence)) & exclude else self._recent_people(sentence)
 
     # --- the walk ----------------------------------------------------------------------------------
     def _noun_phrase(self, toks: list[Token], i: int, sentence: str) -> tuple[int, list[str], str] | None:
@@ -413,9 +428,14 @@ class StoryResolver:
             subject = not any(m.sentence == s_index for m in self.history)
             self.history.append(Mention(s_index, toks[start][1], entities, subject))
             present.extend(e for e in entities if e not in present)
-            if last is not None and re.fullmatch(
-                r"\s*(,|and|, and)\s*", sentence[toks[last[0] - 1][2] : toks[start][1]]
-            ):
+            gap = sentence[toks[last[0] - 1][2] : toks[start][1]] if last is not None else ""
+            owner = toks[last[0] - 1][0].lower() if last is not None and not gap.strip() else ""
+            if (owner in ("his", "her", "their", "its") or owner.endswith(("'s", "’s"))) and not clause["open"]:
+                del chain[len(chain) - len(last[1]) :]  # "Priya and her father": the father stands where "her" did
+                chain.extend(entities)
+                if clause["growing"]:
+                    clause["subject"].update(entities)
+            elif last is not None and re.fullmatch(r"\s*(,|and|, and)\s*", gap):
                 chain.extend(entities)
                 if clause["growing"]:
                     clause["subject"].update(entities)
@@ -428,6 +448,26 @@ class StoryResolver:
             if len(chain) >= 2:
                 self.groups.setdefault(s_index, []).append(tuple(dict.fromkeys(chain)))
             last = (end, entities)
+
+        def owned(det: int, was_open: bool) -> int:
+            """``self._owned`` after a possessive; what is owned, when a character, is its clause's subject ("Her
+            dog Biscuit chased it": Biscuit, not Ella)."""
+            before, opened = len(self.history), clause["open"]
+            clause["open"] = was_open
+            end = self._owned(toks, det, sentence, s_index, mention)
+            if len(self.history) == before:
+                clause["open"] = opened
+            return end
+
+        def bare_plural(i: int) -> int:
+            """Animals or things with no determiner ("planted roses", "fed ducks"): a group "them" can mean."""
+            noun = toks[i][0].lower()
+            index = self._last_mentioned(lambda e: e.plural and noun in e.nouns)
+            if index is None:
+                index = self._add(Entity(f"the {noun}", "n", plural=True, nouns={noun}, description=noun,
+                                         thing=noun in PLURAL_THINGS, new_in=s_index))  # fmt: skip
+            mention((index,), i, i + 1)
+            return i + 1
 
         quotes = [m.span() for m in QUOTE.finditer(sentence)]
         dialogue: list[tuple[int, str]] = []  # "I", "you" inside quotes: resolved once the speaker is known
@@ -467,16 +507,22 @@ class StoryResolver:
                 ):
                     i += 1
                     continue
+                if case == "subj|obj":  # "it": the object when its clause already has a subject ("a crow grabbed it")
+                    case = "subj" if clause["open"] else "obj"
+                after_preposition = bool(i) and toks[i - 1][0].lower() in PREPOSITIONS
                 if gender == "p":
-                    resolved = self._resolve_plural(s_index)
+                    resolved = self._resolve_plural(s_index, clause["subject"] if case == "obj" else set())
                 else:
-                    resolved = self._resolve_singular(gender, case.split("|")[0], s_index, clause["subject"])
+                    resolved = self._resolve_singular(
+                        gender, case.split("|")[0], s_index, clause["subject"], after_preposition
+                    )
+                was_open = clause["open"]
                 if resolved:
                     refs.append((word, resolved))
                     mention(resolved, i, i + 1)
                 i += 1
                 if case == "poss" and i < len(toks):
-                    i = self._owned(toks, i - 1, sentence, s_index, mention)
+                    i = owned(i - 1, was_open)
                 continue
             if lowered in ARTICLES or lowered in NUMBER_WORDS:
                 handled = self._determiner_phrase(toks, i, sentence, s_index, refs, last, mention)
@@ -485,8 +531,12 @@ class StoryResolver:
                         handled = self._owned(toks, handled - 1, sentence, s_index, mention)
                     i = handled
                     continue
+            if PLURAL_NOUNS.get(lowered) == "n" and (last is None or last[0] != i):  # not "she watches"
+                i = bare_plural(i)
+                continue
             if word[0].isupper() and self._is_name(toks, i, sentence):
                 end, name, gender = self._name_span(toks, i, sentence)
+                was_open = clause["open"]
                 index = self._find_named(name)
                 if index is None:
                     titles = {TITLE_NOUNS[t[0].lower()] for t in toks[i:end] if t[0].lower() in TITLE_NOUNS}
@@ -500,12 +550,12 @@ class StoryResolver:
                     head = next((w for w in appositive.group(1).lower().split()[1:] if w in CHARACTER_NOUNS), None)
                     if head is not None:  # "Pickles, an old grey horse": later "the horse", "it"
                         entity.nouns.add(head)
-                        if entity.gender == "u":
-                            entity.gender = CHARACTER_NOUNS[head]
+                        if entity.gender == "u" or CHARACTER_NOUNS[head] in ("m", "f"):
+                            entity.gender = CHARACTER_NOUNS[head]  # "Sam, a tall woman": the noun beats the name
                     while i < len(toks) and toks[i][1] < appositive.end():
                         i += 1
                 if toks[end - 1][0].endswith(("'s", "’s")):
-                    i = self._owned(toks, end - 1, sentence, s_index, mention)
+                    i = owned(end - 1, was_open)
                 continue
             i += 1
         if dialogue:
@@ -558,24 +608,33 @@ class StoryResolver:
         if noun in PLURAL_NOUNS:
             return end  # "his friends": too vague to become a character of its own
         description = f"{'an' if (mods or [noun])[0][0] in 'aeiou' else 'a'} {' '.join([*mods, noun])}"
-        named = self._appositive_name(toks, end, sentence)
-        if named is not None:  # "his old horse, Clover"
-            end, name, _ = named
+        owner = self.history[-1].entities if self.history and self.history[-1].sentence == s_index else ()
+        named = self._appositive_name(toks, end, sentence, comma=False)
+        if named is not None:  # "his old horse, Clover", "her husband Karl"
+            end, name, name_gender = named
             index = self._find_named(name)
             if index is None:
-                index = self._add(Entity(name, CHARACTER_NOUNS[noun], nouns={noun}, description=description))
+                gender = CHARACTER_NOUNS[noun] if CHARACTER_NOUNS[noun] != "u" else name_gender
+                index = self._add(Entity(name, gender, nouns={noun}, description=description))
+            if len(owner) == 1 and noun in SYMMETRIC_RELATIONS:
+                self.entities[owner[0]].relatives[noun] = index  # later "her cousin" from Meena's side is Ravi
+                self.entities[index].relatives[noun] = owner[0]
             mention((index,), det + 1, end)
             return end
-        index = self._last_mentioned(lambda e: noun in e.nouns)
+        mine = self.entities[owner[0]] if len(owner) == 1 else None
+        index = mine.relatives.get(noun) if mine is not None else None
+        if index is None:  # "his dog" is the dog already seen, but Meena's "her cousin" is not Meena
+            index = self._last_mentioned(lambda e: noun in e.nouns and e is not mine)
         if index is None:
             index = self._add(Entity(f"the {noun}", CHARACTER_NOUNS[noun], nouns={noun}, description=description,
-                                     thing=noun in THING_NOUNS, new_in=s_index))  # fmt: skip
+                                     thing=noun in THING_NOUNS, new_in=s_index, owned=True))  # fmt: skip
         mention((index,), det + 1, end)
         return end
 
-    def _appositive_name(self, toks: list[Token], end: int, sentence: str) -> tuple[int, str, str] | None:
-        """A name set off by a comma right after a noun phrase: "his old horse, Clover"."""
-        if end >= len(toks) or _gap(sentence, toks[end - 1], toks[end]).strip() != ",":
+    def _appositive_name(self, toks: list[Token], end: int, sentence: str, comma: bool = True) -> tuple[int, str, str] | None:
+        """A name set off by a comma right after a noun phrase ("his old horse, Clover") or, with ``comma=False``,
+        also one right after it ("her brother Felix")."""
+        if end >= len(toks) or _gap(sentence, toks[end - 1], toks[end]).strip() not in ((",", "") if not comma else (",",)):
             return None
         if not toks[end][0][0].isupper() or not self._is_name(toks, end, sentence):
             return None
@@ -636,7 +695,7 @@ class StoryResolver:
             return name_end
         name = "the " + " ".join([*(m for m in mods if m not in NUMBER_WORDS), noun])
         index = self._add(Entity(name, gender, plural=plural, nouns={noun}, description=description, traits=traits,
-                                 thing=noun in THING_NOUNS, new_in=-1 if det == "the" else s_index))  # fmt: skip
+                                 thing=noun in THING_NOUNS or noun in PLURAL_THINGS, new_in=-1 if det == "the" else s_index))  # fmt: skip
         mention((index,), i, end)
         return end
 

@@ -67,7 +67,7 @@ CHARACTER_NOUNS = {
     **dict.fromkeys("postman mailman milkman nephew grandson cowboy".split(), "m"),
     **dict.fromkeys("niece granddaughter cowgirl ballerina".split(), "f"),
     **dict.fromkeys(
-        "cousin vet dentist writer poet magician juggler shepherd miner carpenter tailor blacksmith hairdresser "
+        "cousin twin partner classmate sibling vet dentist writer poet magician juggler shepherd miner carpenter tailor blacksmith hairdresser "
         "photographer lawyer judge coach referee zookeeper cashier porter janitor lifeguard mechanic".split(),
         "u",
     ),
@@ -78,9 +78,25 @@ THING_NOUNS = frozenset(
     "letter box bag basket ring necklace lamp lantern candle map coin apple cup mug bottle rope sword shield crown "
     "wand phone camera clock watch ticket picture painting photo flower shell stone rock stick sandwich cookie "
     "present gift parcel package mirror blanket pillow scarf kettle bucket shovel ladder wagon sled sledge train "
-    "truck bus plane rocket robe cloak jar bowl plate spoon egg pumpkin carrot shoe boot glove sock".split()
+    "truck bus plane rocket robe cloak jar bowl plate spoon egg pumpkin carrot shoe boot glove sock drawing note "
+    "card loaf rod net bell rose tulip daisy".split()
 )
 CHARACTER_NOUNS.update(dict.fromkeys(THING_NOUNS, "n"))
+
+
+def plural_of(noun: str) -> str:
+    """The regular English plural: "kite" -> "kites", "fox" -> "foxes", "daisy" -> "daisies", "leaf" -> "leaves"."""
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    if noun.endswith("f"):
+        return noun[:-1] + "ves"
+    return noun + "s"
+
+
+# "the kites", "planted roses", "three pigs": groups of things and animals that "them" can mean
+PLURAL_THINGS = frozenset(plural_of(n) for n in THING_NOUNS)
 PLURAL_NOUNS = {
     "boys": "m", "men": "m", "brothers": "m", "kings": "m", "princes": "m",
     "girls": "f", "women": "f", "sisters": "f", "queens": "f", "princesses": "f",
@@ -92,6 +108,9 @@ PLURAL_NOUNS = {
     "dragons": "n", "cubs": "n", "sheep": "n", "servants": "u", "workers": "u", "thieves": "u", "monsters": "n",
     "aliens": "u",
 }  # fmt: skip
+PLURAL_NOUNS.update(
+    {plural_of(n): "n" for n, g in CHARACTER_NOUNS.items() if g == "n" and plural_of(n) not in PLURAL_NOUNS}
+)
 # Plural nouns that stand for "the people just mentioned" rather than introducing a new group.
 COLLECTIVE = {"friends", "pair", "couple", "twins", "siblings", "children", "kids", "family"}
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "several": 3, "some": 3, "many": 5}
@@ -134,8 +153,8 @@ STOP_AFTER_NOUN = frozenset(
 # Verbs a sentence-initial name is followed by ("Isla woke up", "Keiko read a book") beside the regular "-ed"
 # and "-s": the irregular past tense and the auxiliaries.
 IRREGULAR_VERBS = frozenset(
-    """was were had could would will can did ate awoke became began bent bit blew bought brought built caught
-    chose came cut dealt dug did drew drank drove fed felt fought found flew forgot froze got gave went grew hung
+    """was were had could would will can did ate awoke became began bent bit blew broke bought brought built caught
+    chose came cut dealt dug did drew drank drove fed fell felt fled fought found flew forgot froze got gave went grew hung
     heard hid held hurt kept knelt knew laid led leapt left lent let lay lit lost made meant met paid put quit
     read rode rang rose ran said saw sought sold sent set shook shone shot showed shut sang sank sat slept slid
     spoke spent spun spat split spread sprang stood stole stuck stung struck swore swept swam swung took taught
