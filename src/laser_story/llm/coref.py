@@ -9,8 +9,8 @@ people of the latest sentences; "the others" the rest of the company, "the two o
 references ("the boy", "the two friends") go to the latest character with that noun, or the latest people.
 Inside quotes, "I" is the speaker named outside them and "you" the one spoken to. Things ("a key") become
 characters only when something refers back to them; an "it" or "them" after its clause's subject skips that
-subject ("a crow picked it up"), and "her husband Karl" is Karl. It is deterministic and needs no model, so it is always
-available and is the baseline the LLM backends are scored against.
+subject ("a crow picked it up"), and "her husband Karl" is Karl. It is deterministic and needs no model, so it
+is always available and is the baseline the LLM backends are scored against.
 """
 
 from __future__ import annotations
