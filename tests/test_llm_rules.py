@@ -142,6 +142,22 @@ def test_story_rules_resolve_dialogue_clauses_company_and_things():
          [[], [("She", ("Nina",)), ("it", ("the kitten",)), ("her", ("Nina",)), ("it", ("the kitten",))],
           [("it", ("the stick",))]],
          ["Nina", "the kitten", "Tom", "the stick"]),
+        # counted groups: "all three of them", "both girls", "both of them"
+        ("Zoe, Ivy and Sam made a fort. All three of them hid inside. Later both girls ran home. Both of them laughed.",
+         [[], [("All three of them", ("Zoe", "Ivy", "Sam"))], [("both girls", ("Zoe", "Ivy"))],
+          [("Both of them", ("Zoe", "Ivy"))]],
+         ["Zoe", "Ivy", "Sam"]),
+        # "the children" are the young of the company, not the grown-up with them
+        ("Mr Hale took Mia and Leo to the zoo. The children fed a goat.", [[], [("The children", ("Mia", "Leo"))]],
+         ["Mr Hale", "Mia", "Leo", "the goat"]),
+        # "were brothers" relates the pair: Tim's "his brother" is Max, and the "him" of that clause is Tim
+        ("Max and Tim were brothers. Tim lost his hat. His brother found it and gave it to him.",
+         [[], [("his", ("Tim",))], [("His", ("Tim",)), ("it", ("the hat",)), ("it", ("the hat",)), ("him", ("Tim",))]],
+         ["Max", "Tim", "the hat"]),
+        # a capitalised name is no compound noun, and a month can be a name: "his wife Rose", "her sister June"
+        ("Karl and his wife Rose sat down. Ana and her sister June came in. June waved at them.",
+         [[("his", ("Karl",))], [("her", ("Ana",))], [("them", ("Karl", "Rose"))]],
+         ["Karl", "Rose", "Ana", "June"]),
     ],
 )  # fmt: skip
 def test_story_rules_objects_relations_and_bare_plurals(text, expected, characters):

@@ -131,6 +131,11 @@ def generate_keyframe(model, positive: Embedding, negative: Embedding, shape: tu
     )
 
 
+def sampling_passes(frames: int, even_spacing: bool) -> int:
+    """How many times a segment samples its frames: a second pass at even weights needs inner frames."""
+    return 2 if even_spacing and frames > 2 else 1
+
+
 def run_segment(model, keyframe: Tensor, source: Embedding, target: Embedding, code: str, settings: ControlSettings,
                 sigmas: Tensor, frames: int, cfg: float, bank: FeatureBank,
                 invert_callback=None, sample_callback=None, frame_negative: Embedding | None = None,
@@ -170,7 +175,7 @@ def run_segment(model, keyframe: Tensor, source: Embedding, target: Embedding, c
                                  sample_callback)
 
         latents = sample(alphas)
-        if even_spacing and frames > 2:
+        if sampling_passes(frames, even_spacing) == 2:
             extra = even_alphas(alphas, latents)[1:-1]
             pool = sorted(zip(alphas + extra, [*latents, *sample(extra)], strict=True), key=lambda pair: pair[0])
             keep = evenest_subset(torch.stack([latent for _, latent in pool]), frames)
@@ -212,7 +217,8 @@ def run_morph(model, embeddings: list[Embedding], negative: Embedding, codes: li
     patched = model if state is not None else apply_injector(model, settings)
     sigmas = schedule(patched, scheduler, steps)
     make_bank = bank_factory or (lambda s: FeatureBank(torch.float16 if s.store_fp16 else torch.float32))
-    total = len(resolved) * (3 if even_spacing and frames > 2 else 2) * steps + (steps if keyframe is None else 0)
+    # per segment: one inversion and each sampling pass, all of ``steps``; P0's generation when not given
+    total = len(resolved) * (1 + sampling_passes(frames, even_spacing)) * steps + (steps if keyframe is None else 0)
     counter = StepCounter(progress, total)
     if keyframe is None:
         # P0 is sampled from seeded noise; the negative of the plan applies here only.

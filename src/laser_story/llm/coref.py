@@ -32,12 +32,14 @@ from .lexicon import (
     NUMBER_WORDS,
     PLURAL_NOUNS,
     PLURAL_THINGS,
+    RELATION_PLURALS,
     SETTING_PREPOSITIONS,
     STOP_AFTER_NOUN,
     THING_NOUNS,
     TIMES,
     TITLE_NOUNS,
     TITLES,
+    YOUNG_PLURALS,
 )
 
 EXPLETIVE_AFTER_IT = {"raining", "snowing", "late", "dark", "cold", "warm", "hot", "sunny", "windy", "time", "quiet",
@@ -61,6 +63,9 @@ PREPOSITIONS = {"for", "at", "to", "with", "after", "toward", "towards", "on", "
                 "onto", "around", "beside", "about", "from", "of", "by"}  # fmt: skip
 GENERIC_PEOPLE = {"man", "woman", "boy", "girl", "lady", "gentleman", "child", "kid", "baby"}
 YOUNG = {"boy", "girl", "child", "kid", "baby"}
+# person nouns that say nothing about age: "her friend Pia" may still be one of "the children"
+AGELESS = {"friend", "cousin", "twin", "sibling", "classmate", "partner", "brother", "sister", "son", "daughter",
+           "student", "neighbour", "neighbor", "stranger", "nephew", "niece", "grandson", "granddaughter"}  # fmt: skip
 PERSON_GENDERS = {"m", "f", "u"}
 
 
@@ -171,8 +176,9 @@ class StoryResolver:
                     return index
         return None
 
-    def _recent_people(self, sentence: int, count: int = 2, gender: str = "u") -> tuple[int, ...]:
-        """Distinct characters from the latest sentences, newest sentence first, until there are ``count``."""
+    def _recent_people(self, sentence: int, count: int = 2, gender: str = "u", young: bool = False) -> tuple[int, ...]:
+        """Distinct characters from the latest sentences, newest sentence first, until there are ``count``; with
+        ``young``, none who is known to be grown up ("the children" are not their teacher)."""
         chosen: list[int] = []
         by_sentence: dict[int, list[int]] = {}
         for mention in self.history:
@@ -183,11 +189,19 @@ class StoryResolver:
             for entity_index in by_sentence[index]:
                 entity = self.entities[entity_index]
                 fits = gender == "u" and entity.gender in PERSON_GENDERS or entity.gender == gender
-                if fits and not entity.plural and entity_index not in chosen:
+                if fits and not entity.plural and entity_index not in chosen and not (young and self._adult(entity)):
                     chosen.append(entity_index)
             if len(chosen) >= count:
                 break
         return tuple(sorted(chosen, key=self._first_mention)) if len(chosen) >= 2 else ()
+
+    @staticmethod
+    def _adult(entity: Entity) -> bool:
+        """Known to be grown up: a title ("Ms Rivera"), "old", or a noun such as "teacher" or "mother"."""
+        title = entity.name.split()[0].lower().rstrip(".")
+        if title in TITLES or entity.traits & {"old", "elderly"}:
+            return True
+        return any(CHARACTER_NOUNS.get(n) in PERSON_GENDERS and n not in YOUNG | AGELESS for n in entity.nouns)
 
     def _first_mention(self, index: int) -> tuple[int, int]:
         return next(((m.sentence, m.offset) for m in self.history if index in m.entities), (0, 0))
@@ -283,14 +297,15 @@ class StoryResolver:
                 return j + 1, mods, base  # "the little girl's umbrella": the girl, then what she owns
             if word in CHARACTER_NOUNS or word in PLURAL_NOUNS:
                 following = toks[j + 1][0].lower() if j + 1 < len(toks) else ""
-                if (following in CHARACTER_NOUNS or following in PLURAL_NOUNS) and not _gap(
-                    sentence, toks[j], toks[j + 1]
-                ).strip():
+                compound = following in CHARACTER_NOUNS or following in PLURAL_NOUNS
+                if compound and toks[j + 1][0][0].islower() and not _gap(sentence, toks[j], toks[j + 1]).strip():
                     mods.append(word)
                     j += 1
                     continue
                 return j + 1, mods, word
-            if word in STOP_AFTER_NOUN or word in PRONOUNS or word in SETTING_PREPOSITIONS or toks[j][0][0].isupper():
+            if word in STOP_AFTER_NOUN or word in PRONOUNS or word in SETTING_PREPOSITIONS or word in ARTICLES:
+                return None  # "at the gate a guard": the gate is no modifier of the guard
+            if toks[j][0][0].isupper():
                 return None
             mods.append(word)
             j += 1
@@ -322,9 +337,15 @@ class StoryResolver:
     def _is_name(self, toks: list[Token], i: int, sentence: str) -> bool:
         word = _owner(toks[i][0])
         lowered = word.lower()
-        if not word[0].isupper() or lowered in COMMON_CAPITALISED and lowered not in TITLES:
+        if not word[0].isupper():
             return False
-        if lowered in MALE_NAMES or lowered in FEMALE_NAMES or self._find_named(word) is not None:
+        known_name = lowered in MALE_NAMES or lowered in FEMALE_NAMES
+        if lowered in COMMON_CAPITALISED and lowered not in TITLES:
+            previous = toks[i - 1][0].lower() if i else ""
+            if not known_name:
+                return False  # "Then", "Monday"; but "June" once she is in the story or called "her sister June"
+            return self._find_named(word) is not None or CHARACTER_NOUNS.get(previous) in PERSON_GENDERS
+        if known_name or self._find_named(word) is not None:
             return True
         if lowered in TITLES:
             return i + 1 < len(toks) and toks[i + 1][0][0].isupper()
@@ -524,13 +545,15 @@ class StoryResolver:
                 if case == "poss" and i < len(toks):
                     i = owned(i - 1, was_open)
                 continue
-            if lowered in ARTICLES or lowered in NUMBER_WORDS:
+            if lowered in ARTICLES or lowered in NUMBER_WORDS or lowered == "both":
                 handled = self._determiner_phrase(toks, i, sentence, s_index, refs, last, mention)
                 if handled is not None:
                     if toks[handled - 1][0].lower().endswith(("'s", "’s")):
                         handled = self._owned(toks, handled - 1, sentence, s_index, mention)
                     i = handled
                     continue
+            if lowered in RELATION_PLURALS and i and toks[i - 1][0].lower() in ("were", "are"):
+                self._relate(s_index, RELATION_PLURALS[lowered])
             if PLURAL_NOUNS.get(lowered) == "n" and (last is None or last[0] != i):  # not "she watches"
                 i = bare_plural(i)
                 continue
@@ -562,12 +585,24 @@ class StoryResolver:
             refs = self._with_dialogue(sentence, s_index, quotes, refs, dialogue, present)
         return refs, present
 
+    def _relate(self, s_index: int, relation: str) -> None:
+        """Each of the sentence's latest pair is the other's ``relation`` ("Omar and Yusuf were brothers")."""
+        groups = self.groups.get(s_index, [])
+        if groups and len(groups[-1]) == 2:
+            first, second = groups[-1]
+            self.entities[first].relatives[relation] = second
+            self.entities[second].relatives[relation] = first
+
     def _company_phrase(self, toks: list[Token], i: int, s_index: int, present: list[int]) -> tuple[int, tuple[int, ...]] | None:
-        """(end, entities) when ``toks[i]`` starts "the others" or "the two of them"; None otherwise."""
+        """(end, entities) when ``toks[i]`` starts "the others", "the two of them" / "all three of them", "both of
+        them" or "all of them"; None otherwise."""
         following = [t[0].lower() for t in toks[i : i + 4]]
         if following[:2] == ["the", "others"]:
             return i + 2, self._company(s_index, set(present))
-        if len(following) == 4 and following[0] == "the" and following[2:] == ["of", "them"]:
+        if following[1:3] == ["of", "them"] and following[0] in ("both", "all"):
+            count = 2 if following[0] == "both" else 0
+            return i + 3, self._company(s_index, set(), count) if count else self._company(s_index, set())
+        if len(following) == 4 and following[0] in ("the", "all") and following[2:] == ["of", "them"]:
             count = NUMBER_WORDS.get(following[1], 0)
             if 2 <= count <= 4:
                 return i + 4, self._company(s_index, set(), count)
@@ -649,6 +684,10 @@ class StoryResolver:
         det = toks[i][0].lower()
         text = _owner(sentence[toks[i][1] : toks[end - 1][2]])
         plural = noun in PLURAL_NOUNS
+        if det == "both":  # "both girls" are "the two girls"
+            if not plural:
+                return None
+            det, mods = "the", ["two", *mods]
         gender = PLURAL_NOUNS.get(noun) or CHARACTER_NOUNS[noun]
         if det == "the" or (det in NUMBER_WORDS and noun in COLLECTIVE):
             known = self._definite(noun, mods, plural, gender, s_index)
@@ -709,7 +748,7 @@ class StoryResolver:
                 return (group,)
             if noun in COLLECTIVE or gender in ("m", "f") or mods and mods[0] in NUMBER_WORDS:
                 count = NUMBER_WORDS.get(mods[0], 2) if mods and mods[0] in NUMBER_WORDS else 2
-                return self._recent_people(s_index + 1, count, gender)
+                return self._recent_people(s_index + 1, count, gender, young=noun in YOUNG_PLURALS)
             return ()
         index = self._last_mentioned(lambda e: noun in e.nouns and not e.plural)
         if index is None and noun in GENERIC_PEOPLE:

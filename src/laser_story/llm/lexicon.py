@@ -7,16 +7,16 @@ makes the planner fall back to "unknown gender" or "no setting", never fail.
 from __future__ import annotations
 
 MALE_NAMES = frozenset(
-    """adam alex alan albert ali amir andrew arthur ben benjamin bob carlos charlie chris daniel david diego
-    eddie edward eli elias ethan felix finn frank fred george greg hans harry henry hugo ian isaac jack jacob
+    """adam alex alan albert ali amir andrew arthur ben benjamin bob carl carlos charlie dan chris daniel david diego
+    eddie edward eli elias ethan felix finn frank fred george greg hans harry henry hugh hugo ian isaac jack jacob
     jake james jamal jim jimmy joe john jonas jose josh juan kai ken kenji leo liam louis luca lucas marco mark
     martin matt max michael mike milo nathan nick noah oliver omar oscar owen paul pedro pete peter rafael raj
-    ravi rob robert ryan sam samuel sebastian simon stefan steve theo thomas tim timmy tom tommy victor walter
+    ravi rob robert roland ryan sam samuel sebastian simon stefan steve theo thomas tim timmy tom tommy victor walter
     will william yusuf zack""".split()
 )
 FEMALE_NAMES = frozenset(
     """abby ada alice amelia amy ana anna aria ava bella beth chloe clara daisy ella ellie elena emily
-    emma eva fatima freya grace hana hannah ivy jane jenny jess julia kate katie laura layla leah lena lily
+    emma eva fatima freya grace hana hannah ivy jane jenny jess julia june kate katie laura layla leah lena lily
     lisa lucy luna maria maya meg mia mila molly nadia nina nora olivia paula priya rosa rose ruby sara sarah
     sofia sophie stella sue susan tara tina yuki zara zoe""".split()
 )
@@ -79,7 +79,7 @@ THING_NOUNS = frozenset(
     "wand phone camera clock watch ticket picture painting photo flower shell stone rock stick sandwich cookie "
     "present gift parcel package mirror blanket pillow scarf kettle bucket shovel ladder wagon sled sledge train "
     "truck bus plane rocket robe cloak jar bowl plate spoon egg pumpkin carrot shoe boot glove sock drawing note "
-    "card loaf rod net bell rose tulip daisy".split()
+    "card loaf rod net bell rose tulip daisy skeleton statue feather".split()
 )
 CHARACTER_NOUNS.update(dict.fromkeys(THING_NOUNS, "n"))
 
@@ -113,6 +113,11 @@ PLURAL_NOUNS.update(
 )
 # Plural nouns that stand for "the people just mentioned" rather than introducing a new group.
 COLLECTIVE = {"friends", "pair", "couple", "twins", "siblings", "children", "kids", "family"}
+# "the children", "the two boys": only the young of the company, never their teacher or grandmother
+YOUNG_PLURALS = frozenset({"children", "kids", "boys", "girls"})
+# "Omar and Yusuf were brothers": each is the other's brother ("his brother" later)
+RELATION_PLURALS = {"brothers": "brother", "sisters": "sister", "twins": "twin", "cousins": "cousin",
+                    "friends": "friend", "siblings": "sibling", "neighbours": "neighbour", "neighbors": "neighbor"}  # fmt: skip
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "several": 3, "some": 3, "many": 5}
 
 LOCATIONS = frozenset(
