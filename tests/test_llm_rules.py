@@ -147,6 +147,8 @@ def test_story_rules_resolve_dialogue_clauses_company_and_things():
          [[], [("All three of them", ("Zoe", "Ivy", "Sam"))], [("both girls", ("Zoe", "Ivy"))],
           [("Both of them", ("Zoe", "Ivy"))]],
          ["Zoe", "Ivy", "Sam"]),
+        # "both of them" is the latest pair of people, as "they" would be, not the ball between them
+        ("Tom threw a ball to Mia. Both of them laughed.", [[], [("Both of them", ("Tom", "Mia"))]], ["Tom", "Mia"]),
         # "the children" are the young of the company, not the grown-up with them
         ("Mr Hale took Mia and Leo to the zoo. The children fed a goat.", [[], [("The children", ("Mia", "Leo"))]],
          ["Mr Hale", "Mia", "Leo", "the goat"]),

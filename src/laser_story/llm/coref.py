@@ -599,9 +599,11 @@ class StoryResolver:
         following = [t[0].lower() for t in toks[i : i + 4]]
         if following[:2] == ["the", "others"]:
             return i + 2, self._company(s_index, set(present))
-        if following[1:3] == ["of", "them"] and following[0] in ("both", "all"):
-            count = 2 if following[0] == "both" else 0
-            return i + 3, self._company(s_index, set(), count) if count else self._company(s_index, set())
+        if following[1:3] == ["of", "them"] and following[0] == "both":  # the latest pair, as "they" would be
+            pair = self._resolve_plural(s_index)
+            return i + 3, pair if len(pair) == 2 else self._company(s_index, set(), 2)
+        if following[1:3] == ["of", "them"] and following[0] == "all":
+            return i + 3, self._company(s_index, set())
         if len(following) == 4 and following[0] in ("the", "all") and following[2:] == ["of", "them"]:
             count = NUMBER_WORDS.get(following[1], 0)
             if 2 <= count <= 4:
