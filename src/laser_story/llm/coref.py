@@ -19,7 +19,7 @@ import dataclasses
 import re
 from typing import Any
 
-from .language import DIALOGUE_PRONOUNS, NON_NOUNS, PRONOUNS, find_word, render_frame_text, split_sentences, words
+from .language import DIALOGUE_PRONOUNS, NON_NOUNS, PRONOUNS, render_frame_text, split_sentences, words
 from .lexicon import (
     AGE_TRAITS,
     CHARACTER_NOUNS,
@@ -433,7 +433,7 @@ class StoryResolver:
 
     def _walk(self, s_index: int, sentence: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[int]]:
         toks = words(sentence)
-        refs: list[tuple[str, tuple[int, ...]]] = []
+        refs: list[tuple[int, str, tuple[int, ...]]] = []  # (offset, mention, entities), in reading order
         chain: list[int] = []
         last: tuple[int, tuple[int, ...]] | None = None  # token end index and entities of the latest mention
         present: list[int] = []
@@ -510,7 +510,7 @@ class StoryResolver:
             if company is not None:
                 end, entities = company
                 if entities:
-                    refs.append((sentence[toks[i][1] : toks[end - 1][2]], entities))
+                    refs.append((toks[i][1], sentence[toks[i][1] : toks[end - 1][2]], entities))
                     mention(entities, i, end)
                 i = end
                 continue
@@ -539,7 +539,7 @@ class StoryResolver:
                     )
                 was_open = clause["open"]
                 if resolved:
-                    refs.append((word, resolved))
+                    refs.append((toks[i][1], word, resolved))
                     mention(resolved, i, i + 1)
                 i += 1
                 if case == "poss" and i < len(toks):
@@ -582,8 +582,8 @@ class StoryResolver:
                 continue
             i += 1
         if dialogue:
-            refs = self._with_dialogue(sentence, s_index, quotes, refs, dialogue, present)
-        return refs, present
+            refs = self._with_dialogue(s_index, quotes, refs, dialogue, present)
+        return [(mention, entities) for _, mention, entities in refs], present
 
     def _relate(self, s_index: int, relation: str) -> None:
         """Each of the sentence's latest pair is the other's ``relation`` ("Omar and Yusuf were brothers")."""
@@ -610,7 +610,7 @@ class StoryResolver:
                 return i + 4, self._company(s_index, set(), count)
         return None
 
-    def _with_dialogue(self, sentence: str, s_index: int, quotes, refs, dialogue, present: list[int]):
+    def _with_dialogue(self, s_index: int, quotes, refs, dialogue, present: list[int]):
         """``refs`` with the first- and second-person words of the quotes resolved: "I" is the speaker (the first
         character the words outside the quotes name), "you" the one spoken to (the next one named there, else the
         latest other character), each inserted where it stands in the sentence."""
@@ -624,17 +624,13 @@ class StoryResolver:
         if not addressee:
             addressee = next((m.entities for m in reversed(self.history) if listener(m)
                               and not (m.sentence == s_index and _inside(quotes, m.offset))), ())  # fmt: skip
-        placed, position = [], 0
-        for mention, entities in refs:
-            span = find_word(sentence, mention, position)
-            position = span[1] if span else position
-            placed.append((span[0] if span else position, mention, entities))
+        placed = list(refs)
         for offset, word in dialogue:
             entities = speaker if DIALOGUE_PRONOUNS[word.lower()] == "first" else addressee
             if entities and len(placed) < MAX_REFERENCES:
                 placed.append((offset, word, entities))
                 present.extend(e for e in entities if e not in present)
-        return [(mention, entities) for _, mention, entities in sorted(placed, key=lambda p: p[0])]
+        return sorted(placed, key=lambda p: p[0])
 
     def _owned(self, toks: list[Token], det: int, sentence: str, s_index: int, mention) -> int:
         """After "his"/"Tom's": "his dog" is a character of its own (new, or the dog already seen)."""
@@ -694,7 +690,7 @@ class StoryResolver:
         if det == "the" or (det in NUMBER_WORDS and noun in COLLECTIVE):
             known = self._definite(noun, mods, plural, gender, s_index)
             if known:
-                refs.append((text, known))
+                refs.append((toks[i][1], text, known))
                 mention(known, i, end)
                 return end
         if noun in THING_NOUNS and last is not None and last[0] == i - 1 and toks[i - 1][0].lower() in WORN:
