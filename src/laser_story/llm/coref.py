@@ -552,8 +552,9 @@ class StoryResolver:
                         handled = self._owned(toks, handled - 1, sentence, s_index, mention)
                     i = handled
                     continue
-            if lowered in RELATION_PLURALS and i and toks[i - 1][0].lower() in ("were", "are"):
-                self._relate(s_index, RELATION_PLURALS[lowered])
+            pair = (self.groups.get(s_index) or [()])[-1]
+            if lowered in RELATION_PLURALS and i and toks[i - 1][0].lower() in ("were", "are") and len(pair) == 2:
+                self._relate(*pair, RELATION_PLURALS[lowered])  # "Omar and Yusuf were brothers"
             if PLURAL_NOUNS.get(lowered) == "n" and (last is None or last[0] != i):  # not "she watches"
                 i = bare_plural(i)
                 continue
@@ -585,13 +586,10 @@ class StoryResolver:
             refs = self._with_dialogue(s_index, quotes, refs, dialogue, present)
         return [(mention, entities) for _, mention, entities in refs], present
 
-    def _relate(self, s_index: int, relation: str) -> None:
-        """Each of the sentence's latest pair is the other's ``relation`` ("Omar and Yusuf were brothers")."""
-        groups = self.groups.get(s_index, [])
-        if groups and len(groups[-1]) == 2:
-            first, second = groups[-1]
-            self.entities[first].relatives[relation] = second
-            self.entities[second].relatives[relation] = first
+    def _relate(self, first: int, second: int, relation: str) -> None:
+        """Each is the other's ``relation``: later "his brother" from either side is the other one."""
+        self.entities[first].relatives[relation] = second
+        self.entities[second].relatives[relation] = first
 
     def _company_phrase(self, toks: list[Token], i: int, s_index: int, present: list[int]) -> tuple[int, tuple[int, ...]] | None:
         """(end, entities) when ``toks[i]`` starts "the others", "the two of them" / "all three of them", "both of
@@ -650,8 +648,7 @@ class StoryResolver:
                 gender = CHARACTER_NOUNS[noun] if CHARACTER_NOUNS[noun] != "u" else name_gender
                 index = self._add(Entity(name, gender, nouns={noun}, description=description))
             if len(owner) == 1 and noun in SYMMETRIC_RELATIONS:
-                self.entities[owner[0]].relatives[noun] = index  # later "her cousin" from Meena's side is Ravi
-                self.entities[index].relatives[noun] = owner[0]
+                self._relate(owner[0], index, noun)  # later "her cousin" from Meena's side is Ravi
             mention((index,), det + 1, end)
             return end
         mine = self.entities[owner[0]] if len(owner) == 1 else None
