@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from laser_story.llm.backends import Sampling, make_backend  # noqa: E402
-from laser_story.llm.config import DEFAULT_GGUF, LLMConfig  # noqa: E402
+from laser_story.llm.config import DEFAULT_GGUF, PACK_LLM_DIR, LLMConfig  # noqa: E402
 from laser_story.llm.errors import LLMError  # noqa: E402
 from laser_story.llm.evaluation import Score, load_stories, score_story, story_text  # noqa: E402
 from laser_story.llm.llama_server import POOL  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> int:
         return 0
 
     config = LLMConfig(backend="llama_cpp", model=args.model, max_attempts=args.attempts, n_threads=args.threads)
-    backend = make_backend(config, [str(models_dir())])
+    backend = make_backend(config, [str(models_dir()), PACK_LLM_DIR])
     planner = LLMPlanner(backend, cache=None, max_attempts=args.attempts)
     sampling = Sampling(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)
     gemma_plans, story_stats, failed = {}, CallStats(), 0

@@ -10,14 +10,17 @@ import json
 from pathlib import Path
 
 import pytest
+from llama_cpp.llama_grammar import json_schema_to_gbnf
 from llm_fixtures import GEMMA_FILE, gemma_path, llm_models_dir  # noqa: F401
 
 from laser_story.llm.backends import ChatBackend, ChatReply, LlamaCppBackend, make_backend
 from laser_story.llm.config import PACK_LLM_DIR, TUNED_ADAPTER, LLMConfig, list_model_files
+from laser_story.llm.coref import StoryResolver
 from laser_story.llm.errors import LLMConfigError
 from laser_story.llm.evaluation import presence_counts
 from laser_story.llm.llama_server import POOL
 from laser_story.llm.planner import LLMPlanner, PlanRequest, make_plan
+from laser_story.llm.structured import schema_problem
 from laser_story.llm.tasks import story
 from laser_story.llm.tasks.story import plan_story
 from laser_story.training import planner_data, planner_lora
@@ -32,7 +35,7 @@ class TunedScripted(ChatBackend):
 
     def __init__(self, replies: list[str]) -> None:
         super().__init__("tuned-scripted", 4096)
-        self.replies, self.asked = list(replies), []
+        self.replies, self.asked, self.schemas = list(replies), [], []
 
     @property
     def tuned(self) -> bool:
@@ -40,19 +43,65 @@ class TunedScripted(ChatBackend):
 
     def chat(self, messages, schema, sampling):
         self.asked.append(messages)
+        self.schemas.append(schema)
         return ChatReply(self.replies.pop(0), "stop")
+
+
+def rules_reply(plan: story.StoryPlan) -> dict:
+    """The rules' plan written as a story reply."""
+    return {
+        "characters": [{"name": c.name, "description": c.description} for c in plan.characters],
+        "frames": [{"setting": f.setting, "references": [{"mention": r.mention, "refers_to": list(r.refers_to)}
+                                                         for r in f.references]} for f in plan.frames],
+    }  # fmt: skip
 
 
 def test_the_planner_sends_a_tuned_model_exactly_what_it_was_trained_on():
     example = planner_data.story_example(0, 3)
     trained = planner_data.chat_examples(1, 0, 0, 0)[0]
     assert trained["messages"][0]["content"].startswith(story.TUNED_INSTRUCTION)
-    backend = TunedScripted([trained["messages"][1]["content"]])
     first = planner_data.story_example(0, 0)
+    backend = TunedScripted([json.dumps(rules_reply(plan_story(" ".join(first["sentences"]))))])
     plan = LLMPlanner(backend, cache=None).plan(PlanRequest("story", " ".join(first["sentences"]))).plan
     assert backend.asked == [trained["messages"][:1]]  # one user turn, no worked example
     assert [f.sentence for f in plan.frames] == first["sentences"]
     assert example["sentences"] != first["sentences"]
+
+
+def test_a_tuned_model_resolves_the_mentions_the_rules_found_among_their_characters():
+    text = "Mia met her friend Ana at the park. She gave her a kite. They flew it together."
+    resolver = StoryResolver(text)
+    rules = story.parse_story_plan(resolver.resolve())
+    schema = story.guided_schema(rules, resolver.kinds())
+    reply = rules_reply(rules)
+    assert [r["refers_to"] for r in reply["frames"][1]["references"]] == [["Mia"], ["Ana"]]
+    assert schema_problem(reply, schema) is None
+
+    def changed(frame: int, ref: int, names: list[str]) -> dict:
+        edited = json.loads(json.dumps(reply))
+        edited["frames"][frame]["references"][ref]["refers_to"] = names
+        return edited
+
+    swapped = changed(1, 0, ["Ana"])  # the model's choice between the two women: allowed, and kept
+    assert schema_problem(swapped, schema) is None
+    assert "Anna" in schema_problem(changed(1, 0, ["Anna"]), schema)  # no one the rules did not find
+    assert schema_problem(changed(1, 0, ["the kite"]), schema) is not None  # "She" is no kite
+    assert schema_problem(changed(1, 0, ["Mia", "Ana"]), schema) is not None  # nor two people
+    assert schema_problem(changed(2, 0, ["Mia", "Ana"]), schema) is None  # "They" may be
+    dropped = json.loads(json.dumps(reply))
+    dropped["frames"][1]["references"].pop()
+    assert schema_problem(dropped, schema) is not None  # every mention the rules found, in order
+    assert "frames-tuple-2" in json_schema_to_gbnf(json.dumps(schema))  # llama.cpp's grammar takes it
+
+    backend = TunedScripted([json.dumps(swapped)])
+    plan = LLMPlanner(backend, cache=None).plan(PlanRequest("story", text)).plan
+    assert backend.schemas == [schema]
+    assert plan.frames[1].text == "Ana gave Ana a kite."  # "She" as the model chose it, "her" as the rules did
+
+    nobody = TunedScripted([json.dumps({"characters": [{"name": "the rain", "description": "rain"}],
+                                        "frames": [{"setting": "", "references": []}]})])  # fmt: skip
+    LLMPlanner(nobody, cache=None).plan(PlanRequest("story", "It rained all day."))
+    assert nobody.schemas == [story.story_schema(1)]  # the rules found no one to choose from: the free reply
 
 
 def test_expansion_calls_get_their_own_short_instructions():

@@ -431,6 +431,11 @@ class StoryResolver:
             )
         return {"task": "story", "characters": list(characters.values()), "frames": frames}
 
+    def kinds(self) -> dict[str, tuple[str, bool]]:
+        """Every character's gender ("m", "f", "u", "n" for an animal or thing; as learnt by the end of the
+        story) and whether it is a group, by lower-cased name; read after :meth:`resolve`."""
+        return {e.name.lower(): ("a" if e.named_animal else e.gender, e.plural) for e in self.entities}
+
     def _walk(self, s_index: int, sentence: str) -> tuple[list[tuple[str, tuple[int, ...]]], list[int]]:
         toks = words(sentence)
         refs: list[tuple[int, str, tuple[int, ...]]] = []  # (offset, mention, entities), in reading order

@@ -123,9 +123,10 @@ class LLMPlanner:
     def _call(self, task: Task, request: PlanRequest, stats: CallStats):
         """The task's ``Call``: one structured call with progress, cache and statistics."""
 
-        def call(messages: Messages, schema, normalise, label: str, tuned_instruction: str):
+        def call(messages: Messages, schema, normalise, label: str, tuned_instruction: str, tuned_schema=None):
             if self.backend.tuned:
                 messages = tuned_messages(tuned_instruction, messages)
+                schema = tuned_schema or schema
             if self.progress is not None:
                 self.progress(self._done, self._total)
             self._done += 1

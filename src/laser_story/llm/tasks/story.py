@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..coref import StoryResolver
-from ..language import PRONOUNS, find_word, names_in, render_frame_text, split_sentences
+from ..language import DIALOGUE_PRONOUNS, PRONOUNS, find_word, names_in, render_frame_text, split_sentences
 from .base import (
     Call,
     Messages,
@@ -179,6 +179,81 @@ def story_schema(sentences: int) -> dict[str, Any]:
     }
 
 
+# which characters a mention can mean, by the gender the resolver gives them ("a": a named animal, which may
+# be a he or a she); a singular pronoun means one
+AGREEING = {"m": ("m", "u", "a"), "f": ("f", "u", "a"), "n": ("n", "a")}
+PERSON_KINDS = ("m", "f", "u")
+
+
+def candidates(mention: str, answer: tuple[str, ...], kinds: dict[str, tuple[str, bool]]) -> tuple[list[str], int]:
+    """The characters ``mention`` may mean, as agreement allows, and how many at most: "she" is one woman,
+    a person of unknown gender or a named animal; "it" an animal or a thing; "they" and noun phrases any of
+    them. The rules' ``answer`` is always among them."""
+    word = mention.lower()
+    singular = word in PRONOUNS and PRONOUNS[word][0] != "p" or DIALOGUE_PRONOUNS.get(word) == "first"
+    if word in PRONOUNS and PRONOUNS[word][0] in AGREEING:
+        fits = AGREEING[PRONOUNS[word][0]]
+        names = [n for n, (g, plural) in kinds.items() if g in fits and not plural]
+    elif word in DIALOGUE_PRONOUNS:
+        names = [n for n, (g, plural) in kinds.items() if g in PERSON_KINDS and (not plural or not singular)]
+    else:
+        names = list(kinds)
+    names += [n for n in answer if n not in names]
+    return names, 1 if singular and len(answer) == 1 else 4
+
+
+def guided_schema(rules: StoryPlan, kinds: dict[str, tuple[str, bool]]) -> dict[str, Any]:
+    """The tuned model's reply schema with the rules' reading of the story fixed in it: the characters they
+    found, and in every frame exactly the mentions they found, in order; the model writes the descriptions and
+    settings and chooses whom each mention means among the characters that agree with it (``kinds``: gender
+    and group by lower-cased name, :meth:`StoryResolver.kinds`). A small model that lists mentions itself
+    skips some and lands frames a sentence off; here the grammar does the bookkeeping and the model only the
+    resolving."""
+    names = [c.name for c in rules.characters]
+    known = {n.lower(): kinds.get(n.lower(), ("u", False)) for n in names}
+    spelled = {n.lower(): n for n in names}
+
+    def reference(ref: Reference) -> dict[str, Any]:
+        allowed, most = candidates(ref.mention, tuple(n.lower() for n in ref.refers_to), known)
+        target = {"type": "array", "items": {"enum": [spelled[n] for n in allowed]}, "minItems": 1, "maxItems": most}
+        return {
+            "type": "object",
+            "properties": {"mention": {"const": ref.mention}, "refers_to": target},
+            "required": ["mention", "refers_to"],
+            "additionalProperties": False,
+        }
+
+    def exactly(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"type": "array", "prefixItems": items, "items": False, "minItems": len(items), "maxItems": len(items)}
+
+    def character(name: str) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"name": {"const": name}, "description": {"type": "string", "maxLength": 100}},
+            "required": ["name", "description"],
+            "additionalProperties": False,
+        }
+
+    frames = [
+        {
+            "type": "object",
+            "properties": {
+                "setting": {"type": "string", "maxLength": 60},
+                "references": exactly([reference(r) for r in frame.references]),
+            },
+            "required": ["setting", "references"],
+            "additionalProperties": False,
+        }
+        for frame in rules.frames
+    ]
+    return {
+        "type": "object",
+        "properties": {"characters": exactly([character(n) for n in names]), "frames": exactly(frames)},
+        "required": ["characters", "frames"],
+        "additionalProperties": False,
+    }
+
+
 STORY_INSTRUCTIONS = (
     "Read the story. List its characters with a short visual description. Then give one frame per numbered "
     "sentence: its setting, and every pronoun (he, she, it, they, him, her, his, their) or vague reference "
@@ -331,12 +406,16 @@ def plan_story(text: str) -> StoryPlan:
 
 def plan_llm(request: Request, call: Call) -> StoryPlan:
     sentences = split_sentences(request.text)
+    resolver = StoryResolver(request.text)
+    rules = parse_story_plan(resolver.resolve(), "rule-based story plan")
+    guided = len(rules.frames) == len(sentences) and bool(rules.characters)  # an empty enum would fit nothing
     return call(
         story_messages(sentences),
         story_schema(len(sentences)),
         lambda obj: normalise_story(obj, sentences),
         "story",
         TUNED_INSTRUCTION,
+        guided_schema(rules, resolver.kinds()) if guided else None,
     )
 
 
