@@ -126,7 +126,7 @@ class LLMPlanner:
         def call(messages: Messages, schema, normalise, label: str, tuned_instruction: str, tuned_schema=None):
             if self.backend.tuned:
                 messages = tuned_messages(tuned_instruction, messages)
-                schema = tuned_schema or schema
+                schema = (tuned_schema() if tuned_schema else None) or schema
             if self.progress is not None:
                 self.progress(self._done, self._total)
             self._done += 1

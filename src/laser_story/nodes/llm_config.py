@@ -58,8 +58,9 @@ class LaserStoryLLMConfig:
                     "default": DEFAULT_GGUF,
                     "tooltip": "llama_cpp / transformers: a file (or folder) in models/LLM. llama_cpp: "
                                f"{TUNED_ADAPTER} is Gemma 3 270M tuned on the pack's tasks (the pack's adapter on "
-                               f"{DEFAULT_GGUF}, with short prompts; for stories it chooses whom each mention the rules found means). openai / ollama: the model name the server "
-                               "knows (e.g. gpt-4o-mini, llama3.2). Ignored by rules.",
+                               f"{DEFAULT_GGUF}, with short prompts; for stories it chooses whom each mention the "
+                               "rules found means). openai / ollama: the model name the server knows (e.g. "
+                               "gpt-4o-mini, llama3.2). Ignored by rules.",
                 }),
                 "base_url": ("STRING", {
                     "default": "",

@@ -29,11 +29,13 @@ class Call(Protocol):
     ``normalise`` turns a schema-valid reply into the value the task wants and lists what it fixed;
     ``label`` names the call in logs and errors; ``tuned_instruction`` is the one line that replaces the
     few-shot instructions for a model tuned on the pack's tasks (see :func:`tuned_messages`), and
-    ``tuned_schema``, when given, the schema such a model replies to instead of ``schema``.
+    ``tuned_schema``, when given, makes the schema such a model replies to instead of ``schema`` (called only
+    for such a model, so other backends pay nothing for it; None keeps ``schema``).
     """
 
     def __call__(self, messages: Messages, schema: dict[str, Any], normalise: Callable[[dict[str, Any]], tuple[Any, list[str]]],
-                 label: str, tuned_instruction: str, tuned_schema: dict[str, Any] | None = None) -> Any: ...
+                 label: str, tuned_instruction: str,
+                 tuned_schema: Callable[[], dict[str, Any] | None] | None = None) -> Any: ...
 
 
 class Request(Protocol):

@@ -399,23 +399,35 @@ def normalise_story(obj: dict[str, Any], sentences: list[str]) -> tuple[StoryPla
     return parse_story_plan(plan.to_json(), "story reply"), notes
 
 
+def _rules(text: str) -> tuple[StoryPlan, StoryResolver]:
+    """The rule-based story plan of ``text``, with the resolver that made it (for what it learnt on the way)."""
+    resolver = StoryResolver(text)
+    return parse_story_plan(resolver.resolve(), "rule-based story plan"), resolver
+
+
 def plan_story(text: str) -> StoryPlan:
     """The rule-based story plan of ``text``."""
-    return parse_story_plan(StoryResolver(text).resolve(), "rule-based story plan")
+    return _rules(text)[0]
+
+
+def guided_story_schema(text: str, sentences: list[str]) -> dict[str, Any] | None:
+    """:func:`guided_schema` of the rules' reading of ``text``; None when the rules found no one to choose from
+    (an empty enum fits no reply) or split the story into other sentences."""
+    rules, resolver = _rules(text)
+    if len(rules.frames) != len(sentences) or not rules.characters:
+        return None
+    return guided_schema(rules, resolver.kinds())
 
 
 def plan_llm(request: Request, call: Call) -> StoryPlan:
     sentences = split_sentences(request.text)
-    resolver = StoryResolver(request.text)
-    rules = parse_story_plan(resolver.resolve(), "rule-based story plan")
-    guided = len(rules.frames) == len(sentences) and bool(rules.characters)  # an empty enum would fit nothing
     return call(
         story_messages(sentences),
         story_schema(len(sentences)),
         lambda obj: normalise_story(obj, sentences),
         "story",
         TUNED_INSTRUCTION,
-        guided_schema(rules, resolver.kinds()) if guided else None,
+        lambda: guided_story_schema(request.text, sentences),
     )
 
 
