@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/planners.py                      # all three (about 25 min on 2 cores)
     .venv/bin/python benchmarks/planners.py --planners rules,tuned
     .venv/bin/python benchmarks/planners.py --generated 12      # stories only: fresh ones of the training generator
+    .venv/bin/python benchmarks/planners.py --planners tuned,tuned-grammar   # forms against one grammar per reply
 
 Stories (32, 196 references): reference and pronoun accuracy (``llm.evaluation``), presence F1 (who each
 frame shows against the labelled ``present``), s/story. Morph descriptions (20): keyframes right (as many
@@ -42,7 +43,10 @@ from laser_story.llm.tasks.expand import parse_directions  # noqa: E402
 from laser_story.training.planner_data import labelled_story, story_example  # noqa: E402
 
 HELD = REPO / "tests" / "data" / "heldout"
-PLANNERS = {"rules": "", "base": DEFAULT_GGUF, "tuned": TUNED_ADAPTER}
+# name: (model, fill fixed-shape replies as forms); "tuned-grammar" is the tuned model decoding its whole reply under
+# the grammar, the baseline for the forms' speed
+PLANNERS = {"rules": ("", True), "base": (DEFAULT_GGUF, True), "tuned": (TUNED_ADAPTER, True),
+            "tuned-grammar": (TUNED_ADAPTER, False)}
 MAX_TOKENS = {"story": 768, "morph": 256, "expand": 96}
 
 
@@ -136,9 +140,11 @@ def run_planner(name: str, plan, stories, morphs, expands) -> Row:
     return row
 
 
-def llm_plan(model: str, threads: int, cache: DiskCache | None = None):
-    config = LLMConfig(backend="llama_cpp", model=model, max_attempts=3, n_threads=threads, n_ctx=4096)
-    planner = LLMPlanner(make_backend(config, [str(models_dir()), PACK_LLM_DIR]), cache=cache, max_attempts=3)
+def llm_plan(model: tuple[str, bool], threads: int, cache: DiskCache | None = None):
+    config = LLMConfig(backend="llama_cpp", model=model[0], max_attempts=3, n_threads=threads, n_ctx=4096)
+    backend = make_backend(config, [str(models_dir()), PACK_LLM_DIR])
+    backend.fill_forms = model[1]
+    planner = LLMPlanner(backend, cache=cache, max_attempts=3)
 
     def plan(request: PlanRequest):
         result = planner.plan(request)
@@ -149,7 +155,7 @@ def llm_plan(model: str, threads: int, cache: DiskCache | None = None):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--planners", default=",".join(PLANNERS), help=f"comma-separated, of {', '.join(PLANNERS)}")
+    parser.add_argument("--planners", default="rules,base,tuned", help=f"comma-separated, of {', '.join(PLANNERS)}")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0 = half the cores)")
     parser.add_argument("--generated", type=int, default=0, metavar="N",
                         help="score N fresh stories of the training generator instead of the held cases (stories only): "
@@ -199,6 +205,11 @@ def main() -> int:
     print("\ns/story by sentences: " + "; ".join(
         f"{row.planner} " + ", ".join(f"{n}: {np.mean(v):.1f}" for n, v in sorted(row.seconds_by_length.items()))
         for row in rows))
+    by_name = {row.planner: row for row in rows}
+    if {"tuned", "tuned-grammar"} <= set(by_name):
+        form, grammar = by_name["tuned"], by_name["tuned-grammar"]
+        print(f"\ntuned, forms against the whole reply under the grammar: {form.story_s / grammar.story_s:.2f} of the time "
+              f"per story ({form.story_s / n_s:.1f} s against {grammar.story_s / n_s:.1f} s)")
     best = max(rows, key=lambda r: r.score.accuracy)
     print(f"\nMost references right on the {source} stories: {best.planner} ({best.score.accuracy:.1%})")
     return 0

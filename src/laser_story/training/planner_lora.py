@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..llm.config import DEFAULT_GGUF, TUNED_ADAPTER
+from ..llm.form import END, gemma_prompt
 from ..tinyworld import host
 from . import planner_data
 from .common import (
@@ -48,7 +49,6 @@ LLAMA_CPP_VERSION = "0.3.36"  # scripts/setup.sh installs this llama-cpp-python
 ADAPTER_DIR = Path(host.PACKAGE_ROOT) / "llm" / "weights"
 DEFAULT_OUT = ADAPTER_DIR / TUNED_ADAPTER
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-USER, MODEL, END = "<start_of_turn>user\n", "<start_of_turn>model\n", "<end_of_turn>\n"
 
 
 @dataclasses.dataclass
@@ -110,7 +110,7 @@ def load_base(gguf: Path) -> tuple[Any, Any]:
 def encode_example(tokenizer: Any, example: dict[str, Any]) -> tuple[list[int], int]:
     """Token ids of one chat example as llama.cpp's ``gemma`` chat format prompts it, and where the reply starts."""
     user, reply = example["messages"]
-    prompt = tokenizer(f"{USER}{user['content']}{END}{MODEL}", add_special_tokens=True)["input_ids"]
+    prompt = tokenizer(gemma_prompt([user]), add_special_tokens=True)["input_ids"]
     answer = tokenizer(reply["content"] + END, add_special_tokens=False)["input_ids"]
     return prompt + answer, len(prompt)
 
