@@ -214,7 +214,7 @@ class LlamaCppBackend(OpenAIBackend):
         return self.pool.ensure(self.settings, startup_timeout=max(60.0, self.timeout)).base_url
 
     def chat(self, messages: Messages, schema: dict[str, Any], sampling: Sampling) -> ChatReply:
-        """A fixed-shape schema on a Gemma model is filled as a form (:mod:`.form`): the same reply, written
+        """A fixed-shape schema on a Gemma model is filled as a form (:mod:`.form`): a reply that fits it, written
         in a fraction of the decode steps; any other schema goes to the server's chat endpoint as a grammar."""
         gemma = self.settings.effective_chat_format() == "gemma"
         form = form_of(schema) if self.fill_forms and gemma else None
