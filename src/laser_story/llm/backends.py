@@ -82,6 +82,13 @@ def _redact(message: str, secret: str) -> str:
     return message.replace(secret, "[redacted]") if secret else message
 
 
+def _answered_without(backend: str, url: str, model: str, field: str, data: Any, secret: str = "") -> LLMHTTPError:
+    """The error for a server answer that lacks the field the reply is read from (``secret`` redacted)."""
+    return LLMHTTPError(
+        f"{backend} backend at {url} (model {model!r}) answered without {field}: {_redact(excerpt(json.dumps(data)), secret)}"
+    )
+
+
 FORMAT_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
 FORM_DECODING = 1  # how fixed-shape replies are decoded: part of the cache key, so a change re-asks the model
 
@@ -174,10 +181,7 @@ class OpenAIBackend(ChatBackend):
             choice = data["choices"][0]
             return ChatReply(choice["message"]["content"] or "", choice.get("finish_reason") or "")
         except (KeyError, IndexError, TypeError):
-            raise LLMHTTPError(
-                f"{self.name} backend at {url} (model {self.model!r}) answered without choices[0].message.content: "
-                f"{_redact(excerpt(json.dumps(data)), key)}"
-            ) from None
+            raise _answered_without(self.name, url, self.model, "choices[0].message.content", data, key) from None
 
 
 class LlamaCppBackend(OpenAIBackend):
@@ -186,13 +190,12 @@ class LlamaCppBackend(OpenAIBackend):
     name = "llama_cpp"
 
     def __init__(
-        self, settings: ServerSettings, *, timeout: float = 120.0, retries: int = 1, pool: LlamaServerPool = POOL,
-        fill_forms: bool = True,
+        self, settings: ServerSettings, *, timeout: float = 120.0, retries: int = 1, pool: LlamaServerPool = POOL
     ) -> None:
         super().__init__(settings.alias, "", timeout=timeout, retries=retries, context_tokens=settings.n_ctx)
         self.settings = settings
         self.pool = pool
-        self.fill_forms = fill_forms  # False: every schema as a grammar (the baseline benchmarks/planners.py measures)
+        self.fill_forms = True  # False: every schema as a grammar (the baseline benchmarks/planners.py measures)
         self.format_style = "json_object"  # llama-cpp-python's server turns this form into a grammar
 
     @property
@@ -232,10 +235,7 @@ class LlamaCppBackend(OpenAIBackend):
                 try:
                     return data["choices"][0]["text"]
                 except (KeyError, IndexError, TypeError):
-                    raise LLMHTTPError(
-                        f"{self.name} backend at {url} (model {self.model!r}) answered without choices[0].text: "
-                        f"{excerpt(json.dumps(data))}"
-                    ) from None
+                    raise _answered_without(self.name, url, self.model, "choices[0].text", data) from None
 
             filled = fill(form, gemma_prompt(messages), complete)
         log.info("%s filled a %d-slot reply form in %d completions (%d under a grammar)", self.model_id,
@@ -277,10 +277,7 @@ class OllamaBackend(ChatBackend):
         try:
             return ChatReply(data["message"]["content"] or "", data.get("done_reason") or "")
         except (KeyError, TypeError):
-            raise LLMHTTPError(
-                f"ollama backend at {url} (model {self.model!r}) answered without message.content: "
-                f"{excerpt(json.dumps(data))}"
-            ) from None
+            raise _answered_without("ollama", url, self.model, "message.content", data) from None
 
     def unload(self) -> None:
         request_json(

@@ -92,8 +92,8 @@ def _compile(schema: Any) -> list[Part] | None:
     if "const" in schema:
         return [json.dumps(schema["const"], separators=(",", ":"))]
     kind = schema.get("type")
-    if kind == "string" and not schema.get("minLength") and set(schema) <= {"type", "maxLength"}:
-        return ['"', Text(int(schema.get("maxLength", 200))), '"']
+    if kind == "string" and set(schema) == {"type", "maxLength"}:  # bounded, and may be empty
+        return ['"', Text(int(schema["maxLength"])), '"']
     if kind == "object":
         props = schema.get("properties", {})
         if schema.get("additionalProperties") is not False or list(schema.get("required", [])) != list(props):
